@@ -1,0 +1,49 @@
+"""Test sessions, one per array backend, and lint. `nox -l` lists them."""
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests(backend='numpy')", "tests(backend='array_api_strict')"]
+nox.options.reuse_existing_virtualenvs = True
+
+# backend -> the ids of tests/conftest.py's backend parametrization that the session runs
+BACKENDS = {
+    "numpy": "numpy",
+    "array_api_strict": "strict,strict-device1",
+    "torch": "torch-cpu,torch-cuda",
+    "cupy": "cupy",
+}
+
+
+def _has_nvidia_gpu() -> bool:
+    return (
+        shutil.which("nvidia-smi") is not None and os.system("nvidia-smi -L >/dev/null 2>&1") == 0
+    )
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the test suite with the backend-parametrized tests restricted to one backend."""
+    if backend == "cupy" and not _has_nvidia_gpu():
+        session.skip("no NVIDIA GPU visible (nvidia-smi -L failed): the CuPy tests need one")
+    session.install("-e", ".[test]")
+    if backend == "torch":
+        session.install("torch==2.13.0")
+    if backend == "cupy":
+        # cupy-cuda12x by default; XPNET_CUPY=cupy-cuda13x for a CUDA 13 driver
+        session.install(os.environ.get("XPNET_CUPY", "cupy-cuda12x"))
+    env = {"XPNET_TEST_BACKENDS": BACKENDS[backend]}
+    if "XPNET_MNIST_DIR" in os.environ:
+        env["XPNET_MNIST_DIR"] = os.environ["XPNET_MNIST_DIR"]
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

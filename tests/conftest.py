@@ -1,0 +1,90 @@
+"""Shared fixtures: one parametrization over every available array backend and device.
+
+XPNET_TEST_BACKENDS (comma-separated ids, e.g. "numpy" or "strict,strict-device1") restricts it;
+the nox sessions use that to run one backend each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+from xpnet.backend import Backend, gpu_available, resolve
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_STRICT = importlib.util.find_spec("array_api_strict") is not None
+
+# (id, backend, device, available)
+_BACKENDS = [
+    ("numpy", "numpy", "cpu", True),
+    ("strict", "array_api_strict", "cpu", HAS_STRICT),
+    ("strict-device1", "array_api_strict", "device1", HAS_STRICT),
+    ("torch-cpu", "torch", "cpu", HAS_TORCH),
+    ("torch-cuda", "torch", "cuda", HAS_TORCH and gpu_available("torch")),
+    ("cupy", "cupy", "cuda", gpu_available("cupy")),
+]
+_SELECTED = {s.strip() for s in os.environ.get("XPNET_TEST_BACKENDS", "").split(",") if s.strip()}
+
+
+def _params():
+    params = []
+    for ident, name, device, available in _BACKENDS:
+        if _SELECTED and ident not in _SELECTED:
+            continue
+        marks = (
+            [] if available else [pytest.mark.skip(reason=f"{ident}: not installed or no device")]
+        )
+        params.append(pytest.param((name, device), id=ident, marks=marks))
+    return params
+
+
+@pytest.fixture(params=_params())
+def backend(request) -> Backend:
+    """The backend (namespace + device) under test."""
+    name, device = request.param
+    return resolve(device, name)
+
+
+@pytest.fixture
+def xp(backend):
+    """The array namespace under test (the `backend` fixture's)."""
+    return backend.xp
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def assert_on(result, backend: Backend, dtype=None, shape=None) -> None:
+    """Assert that `result` has the backend's namespace and device, and the given dtype and shape."""
+    assert array_namespace(result) is backend.xp, (
+        f"namespace {array_namespace(result)} != {backend.xp}"
+    )
+    assert device_of(result) == backend.device, f"device {device_of(result)} != {backend.device}"
+    if dtype is not None:
+        assert result.dtype == backend.dtype(dtype), f"dtype {result.dtype} != {dtype}"
+    if shape is not None:
+        assert tuple(result.shape) == tuple(shape), f"shape {tuple(result.shape)} != {shape}"
+
+
+def mnist_dir() -> Path | None:
+    """The folder named by XPNET_MNIST_DIR, when it holds the four MNIST files."""
+    value = os.environ.get("XPNET_MNIST_DIR")
+    if not value:
+        return None
+    path = Path(value)
+    names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
+    ok = all((path / n).exists() or (path / f"{n}.gz").exists() for n in names)
+    return path if ok else None

@@ -1,0 +1,209 @@
+"""TwoLayerNet and MultiLayerNet: gradients, backends, a training step, and the errors users hit."""
+
+import numpy as np
+import pytest
+from conftest import HAS_TORCH, assert_on
+
+import xpnet
+from xpnet import MultiLayerNet, TwoLayerNet, max_relative_error, numerical_gradient
+from xpnet.backend import to_numpy
+from xpnet.errors import BackendError, ConfigError, ShapeError
+
+
+def small_batch(backend, rng, n=6, features=8, classes=4, dtype="float64"):
+    x = backend.asarray(rng.standard_normal((n, features)), dtype)
+    t = backend.asarray(rng.integers(0, classes, n))
+    return x, t
+
+
+@pytest.mark.parametrize("labels", ["int", "onehot"])
+def test_two_layer_net_gradient_matches_numerical(labels, backend, rng):
+    net = TwoLayerNet(8, 5, 4, weight_init_std=1.0, device=backend, dtype="float64", seed=3)
+    x, t = small_batch(backend, rng)
+    if labels == "onehot":
+        t = xpnet.one_hot(t, 4, dtype=backend.dtype("float64"))
+    grads = net.gradient(x, t)
+    assert set(grads) == {"W1", "b1", "W2", "b2"}
+    for key, param in net.params.items():
+        assert_on(grads[key], backend, "float64", param.shape)
+        numeric = numerical_gradient(lambda _: net.loss(x, t, train=False), param)
+        assert max_relative_error(grads[key], numeric) < 1e-6, key
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_multilayer_net_with_weight_decay_gradient_matches_numerical(activation, backend, rng):
+    net = MultiLayerNet(
+        8,
+        [6, 5, 4],
+        3,
+        activation,
+        weight_init="he",
+        weight_decay=0.1,
+        device=backend,
+        dtype="float64",
+        seed=1,
+    )
+    # nonzero biases: with zero biases a sample whose first hidden layer is all dead puts the next
+    # pre-activation exactly on ReLU's kink, where a central difference is meaningless
+    net.set_params(
+        {
+            k: backend.asarray(rng.standard_normal(v.shape), "float64") if k.startswith("b") else v
+            for k, v in net.params.items()
+        }
+    )
+    x, t = small_batch(backend, rng, classes=3)
+    grads = net.gradient(x, t)
+    assert [k for k in grads] == ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"]
+    for key, param in net.params.items():
+        numeric = numerical_gradient(lambda _: net.loss(x, t, train=False), param)
+        assert max_relative_error(grads[key], numeric) < 1e-6, key
+
+
+def test_same_seed_gives_same_initial_weights_on_every_backend(backend):
+    reference = TwoLayerNet(784, 50, 10, seed=7)
+    net = TwoLayerNet(784, 50, 10, device=backend, seed=7)
+    for key, param in net.params.items():
+        assert_on(param, backend, "float32", reference.params[key].shape)
+        np.testing.assert_array_equal(to_numpy(param), reference.params[key])
+    assert float(np.std(reference.params["W1"])) == pytest.approx(0.01, rel=0.02)
+    assert not np.any(reference.params["b1"])
+
+
+def test_training_step_stays_on_backend_and_learns(backend, rng):
+    """Forward, backward and SGD on the backend's own arrays, no conversion to NumPy inside."""
+    net = TwoLayerNet(8, 16, 4, device=backend, seed=0, weight_init_std=0.5)
+    centers = rng.standard_normal((4, 8)) * 3
+    labels = rng.integers(0, 4, 64)
+    x = backend.asarray(centers[labels] + rng.standard_normal((64, 8)) * 0.3, "float32")
+    t = backend.asarray(labels)
+    opt = xpnet.SGD(lr=0.5)
+    params_before = net.params
+    first = net.forward_backward(x, t)
+    for _ in range(50):
+        loss = net.forward_backward(x, t)
+        opt.update(net.params, net.grads)
+    assert_on(loss, backend, "float32", ())
+    for key, param in net.params.items():
+        assert param is params_before[key], "SGD must update the layer's own arrays in place"
+        assert_on(param, backend, "float32")
+    assert float(loss) < 0.2 * float(first)
+    assert net.accuracy(x, t) > 0.95
+    assert_on(net.predict(x), backend, "float32", (64, 4))
+    assert_on(net.count_correct(x, t), backend, "int64", ())
+
+
+def test_accuracy_with_one_hot_labels_and_chunks(backend, rng):
+    net = TwoLayerNet(8, 5, 4, device=backend, seed=0)
+    x, t = small_batch(backend, rng, n=25, dtype="float32")
+    onehot = xpnet.one_hot(t, 4)
+    scores = to_numpy(net.predict(x))
+    expected = float(np.mean(scores.argmax(1) == to_numpy(t)))
+    assert net.accuracy(x, t) == expected
+    assert net.accuracy(x, onehot, batch_size=7) == expected
+
+
+def test_input_dtype_is_cast_to_the_network_dtype(backend, rng):
+    net = TwoLayerNet(8, 5, 4, device=backend)
+    x, _ = small_batch(backend, rng, dtype="float64")
+    assert_on(net.predict(x), backend, "float32", (6, 4))
+
+
+def test_wrong_feature_count_names_the_layer(backend, rng):
+    net = TwoLayerNet(8, 5, 4, device=backend)
+    x, t = small_batch(backend, rng, features=9)
+    with pytest.raises(
+        ShapeError,
+        match=r"Affine1 expects 8 input features per sample, got an input of shape \(6, 9\)",
+    ):
+        net.loss(x, t)
+
+
+def test_labels_that_do_not_fit_the_scores(backend, rng):
+    net = TwoLayerNet(8, 5, 4, device=backend)
+    x, _ = small_batch(backend, rng)
+    with pytest.raises(ShapeError, match="labels of shape"):
+        net.loss(x, backend.asarray(np.zeros((6, 3)), "float32"))
+    with pytest.raises(ShapeError, match="labels of shape"):
+        net.loss(x, backend.asarray(np.zeros(6), "float32"))
+
+
+def test_mixing_backends_is_a_clear_error(backend, rng):
+    if backend.name == "numpy":
+        net = TwoLayerNet(8, 5, 4, device="cpu", backend="array_api_strict")
+        x = rng.standard_normal((2, 8))
+    else:
+        net = TwoLayerNet(8, 5, 4, device=backend)
+        x = rng.standard_normal((2, 8))
+    with pytest.raises(BackendError, match="move the input"):
+        net.predict(x)
+
+
+def test_mixing_devices_is_a_clear_error(rng):
+    pytest.importorskip("array_api_strict")
+    net = TwoLayerNet(8, 5, 4, device="device1", backend="array_api_strict")
+    x = xpnet.resolve("cpu", "array_api_strict").asarray(rng.standard_normal((2, 8)), "float32")
+    with pytest.raises(BackendError, match="on device"):
+        net.predict(x)
+
+
+def test_set_params_checks_names_and_shapes():
+    net = TwoLayerNet(8, 5, 4)
+    params = {k: v.copy() for k, v in net.params.items()}
+    params["W1"] = params["W1"] * 0 + 1
+    net.set_params(params)
+    assert net.params["W1"] is params["W1"]
+    assert net.layers["Affine1"].W is params["W1"]
+    with pytest.raises(ShapeError, match=r"W1 of Affine1 has shape \(8, 5\)"):
+        net.set_params({**params, "W1": np.zeros((8, 6), np.float32)})
+    with pytest.raises(ShapeError, match="parameter names differ"):
+        net.set_params({"W1": params["W1"]})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"activation": "relux"}, "unknown activation 'relux'; choose one of: relu, sigmoid, tanh"),
+        ({"weight_init": "kaiming"}, "unknown initializer 'kaiming'"),
+        ({"weight_init": -1.0}, "must be a positive number"),
+        ({"weight_decay": -0.1}, "weight decay must be >= 0"),
+    ],
+)
+def test_bad_network_options(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        MultiLayerNet(8, [5], 4, **kwargs)
+
+
+def test_bad_layer_sizes():
+    with pytest.raises(ConfigError, match="positive integers"):
+        TwoLayerNet(784, 0, 10)
+
+
+def test_initializer_scales():
+    for init, expected in (
+        ("he", np.sqrt(2 / 400)),
+        ("xavier", np.sqrt(1 / 400)),
+        ("glorot", np.sqrt(2 / 700)),
+        ("0.05", 0.05),
+    ):
+        net = MultiLayerNet(400, [300], 10, weight_init=init, seed=0)
+        assert float(np.std(net.params["W1"])) == pytest.approx(expected, rel=0.02), init
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_two_layer_net_gradient_matches_torch_autograd(rng):
+    import torch
+
+    net = TwoLayerNet(784, 50, 10, weight_init_std=0.1, dtype="float64", seed=0)
+    x = rng.random((100, 784))
+    t = rng.integers(0, 10, 100)
+    grads = net.gradient(x, t)
+    loss = net.last_layer.loss
+
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in net.params.items()}
+    h = torch.relu(torch.tensor(x) @ p["W1"] + p["b1"])
+    lt = torch.nn.functional.cross_entropy(h @ p["W2"] + p["b2"], torch.tensor(t))
+    lt.backward()
+    assert float(loss) == pytest.approx(lt.item(), rel=1e-13)
+    for key in p:
+        np.testing.assert_allclose(grads[key], p[key].grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -1,0 +1,67 @@
+"""xpnet: the networks of "Deep Learning from Scratch" with hand-written backprop, on any array backend.
+
+One code path runs on NumPy, CuPy, PyTorch tensors and any Array API library: every function and
+layer takes its array namespace from its inputs, and only `xpnet.backend.resolve` (used at the
+edge: the command line, the data loaders, network constructors) picks a device.
+"""
+
+from .backend import Backend, Random, resolve, to_numpy
+from .errors import XpnetError
+from .functions import (
+    cross_entropy_error,
+    identity,
+    log_softmax,
+    one_hot,
+    relu,
+    sigmoid,
+    softmax,
+    step_function,
+    tanh,
+)
+from .gradcheck import max_relative_error, numerical_gradient
+from .initializers import INITIALIZERS
+from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from .network import MultiLayerNet, Network, TwoLayerNet
+from .optimizers import SGD, Optimizer
+from .perceptron import AND, NAND, OR, XOR, perceptron
+from .three_layer import forward, init_network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AND",
+    "INITIALIZERS",
+    "NAND",
+    "OR",
+    "SGD",
+    "XOR",
+    "Affine",
+    "Backend",
+    "Layer",
+    "MultiLayerNet",
+    "Network",
+    "Optimizer",
+    "Random",
+    "ReLU",
+    "Sigmoid",
+    "SoftmaxWithLoss",
+    "Tanh",
+    "TwoLayerNet",
+    "XpnetError",
+    "cross_entropy_error",
+    "forward",
+    "identity",
+    "init_network",
+    "log_softmax",
+    "max_relative_error",
+    "numerical_gradient",
+    "one_hot",
+    "perceptron",
+    "relu",
+    "resolve",
+    "sigmoid",
+    "softmax",
+    "step_function",
+    "tanh",
+    "to_numpy",
+]

@@ -1,0 +1,184 @@
+"""Chapter 5: layers with a forward and a hand-written backward pass.
+
+The interface every layer shares:
+
+- ``forward(x, train=True)`` returns the output and, when ``train`` is true, keeps only what
+  ``backward`` needs (so evaluation keeps nothing; layers such as dropout or batch normalization
+  can behave differently in the two modes).
+- ``backward(dout, input_grad=True)`` takes dL/dy and returns dL/dx, after storing the gradient
+  of each parameter ``P`` as the attribute ``dP`` (``dW``, ``db``). With ``input_grad=False``
+  (the first layer of a network) dL/dx is not computed and None is returned.
+- ``param_names`` lists the parameter attributes; ``params`` and ``grads`` view them as dicts.
+
+Every layer takes its array namespace from its inputs, so a layer built from CuPy arrays runs on
+the GPU and one built from NumPy arrays on the CPU, with no other change.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from .errors import ShapeError
+from .functions import as_one_hot, log_softmax, sigmoid
+
+
+class Layer:
+    """Base class: a differentiable map with forward and backward passes."""
+
+    #: names of the parameter attributes (their gradients are "d" + name)
+    param_names: tuple[str, ...] = ()
+    #: parameters that L2 weight decay applies to
+    decay_names: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The name a network gave this layer ("Affine1"), else the class name."""
+        return getattr(self, "_name", type(self).__name__)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    @property
+    def params(self) -> dict:
+        return {p: getattr(self, p) for p in self.param_names}
+
+    @property
+    def grads(self) -> dict:
+        return {p: getattr(self, "d" + p) for p in self.param_names}
+
+    def forward(self, x, train: bool = True):
+        raise NotImplementedError
+
+    def backward(self, dout, input_grad: bool = True):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{p}={tuple(v.shape)}" for p, v in self.params.items())
+        return f"{self.name}({shapes})"
+
+
+class Affine(Layer):
+    """Fully connected layer y = x·W + b.
+
+    Inputs of any rank (N, d1, d2, ...) are flattened to (N, d1·d2·...), so an image batch can be
+    fed directly; dx comes back in the input's shape. Backward: dW = xᵀ·dy, db = Σ_n dy, dx = dy·Wᵀ.
+    """
+
+    param_names = ("W", "b")
+    decay_names = ("W",)
+
+    def __init__(self, W, b):
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ShapeError(
+                f"Affine needs W of shape (in, out) and b of shape (out,), got W {tuple(W.shape)} "
+                f"and b {tuple(b.shape)}"
+            )
+        self.W = W
+        self.b = b
+        self.dW = None
+        self.db = None
+        self.x = None
+        self.x_shape = None
+
+    def forward(self, x, train: bool = True):
+        xp = array_namespace(x)
+        shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = xp.reshape(x, (shape[0], -1) if x.ndim else (1, -1))
+        if x.shape[1] != self.W.shape[0]:
+            raise ShapeError(
+                f"{self.name} expects {self.W.shape[0]} input features per sample, "
+                f"got an input of shape {shape} ({x.shape[1]} features)"
+            )
+        if train:
+            self.x, self.x_shape = x, shape
+        return x @ self.W + self.b
+
+    def backward(self, dout, input_grad: bool = True):
+        xp = array_namespace(dout)
+        self.dW = self.x.T @ dout
+        self.db = xp.sum(dout, axis=0)
+        if not input_grad:
+            return None
+        dx = dout @ self.W.T
+        return dx if len(self.x_shape) == 2 else xp.reshape(dx, self.x_shape)
+
+
+class ReLU(Layer):
+    """max(0, x); backward passes dout where x > 0 and zero elsewhere."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x, train: bool = True):
+        xp = array_namespace(x)
+        if train:
+            self.mask = x > 0
+        return xp.maximum(x, 0.0)
+
+    def backward(self, dout, input_grad: bool = True):
+        xp = array_namespace(dout)
+        return xp.where(self.mask, dout, 0.0)
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)); backward dx = dy · y · (1 - y)."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x, train: bool = True):
+        out = sigmoid(x)
+        if train:
+            self.out = out
+        return out
+
+    def backward(self, dout, input_grad: bool = True):
+        return dout * (1.0 - self.out) * self.out
+
+
+class Tanh(Layer):
+    """y = tanh(x); backward dx = dy · (1 - y²)."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x, train: bool = True):
+        out = array_namespace(x).tanh(x)
+        if train:
+            self.out = out
+        return out
+
+    def backward(self, dout, input_grad: bool = True):
+        return dout * (1.0 - self.out * self.out)
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by the mean cross-entropy loss, as one layer.
+
+    forward(x, t) returns L = -(1/N) Σ_n Σ_k t_nk log softmax(x)_nk as a 0-d array on x's device
+    (reading it as a Python float is left to the caller, since on a GPU that waits for the device).
+    Labels are one-hot rows or integer class indices. The log-softmax is computed directly, so
+    unlike cross_entropy_error no 1e-7 guard is needed and backward is the exact gradient
+    dL/dx = (softmax(x) - t) / N.
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        xp = array_namespace(x)
+        self.t = as_one_hot(t, x)
+        logp = log_softmax(x)
+        self.y = xp.exp(logp)
+        self.loss = -xp.sum(self.t * logp) / x.shape[0]
+        return self.loss
+
+    def backward(self, dout=1.0):
+        return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
