@@ -1,0 +1,647 @@
+"""Datasets: the IDX reader, downloads against a local HTTP server, the cache rules, digits, real MNIST.
+
+Nothing here touches the network or the real home cache: HOME, XDG_CACHE_HOME and XPNET_DATA_DIR
+point into tmp_path, and every mirror is a server on 127.0.0.1 (or a closed port on it).
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import os
+import socket
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import mnist_dir
+
+from xpnet import datasets
+from xpnet.datasets import IdxDataset, IdxFile, load_dataset, load_mnist, read_idx
+from xpnet.errors import ConfigError, DataError
+
+NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder` with its bytes and mtime, to prove nothing was changed."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*part*"))
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Keep every test away from the real cache, the real network and any proxy."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(datasets, "TIMEOUT", 5.0)
+    return tmp_path / "cache" / "xpnet"
+
+
+# ---------------------------------------------------------------------------------------------
+# A local HTTP server standing in for the mirrors
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        kind, body = self.server.routes.get(self.path, ("404", b""))
+        if kind == "404":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        # "drop" hangs up halfway through the promised body, as a failing connection would.
+        self.wfile.write(body[: len(body) // 2] if kind == "drop" else body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client giving up mid-response is one of the cases under test
+
+
+@pytest.fixture
+def server():
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.routes, srv.requests = {}, []
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens, so connecting fails at once like no network."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def make_tiny(seed: int = 0, labels_max: int = 10) -> SimpleNamespace:
+    """A four-file MNIST look-alike with 3×4 images, its IDX bytes, gzip bytes and table entry."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        NAMES[0]: rng.integers(0, 256, (12, 3, 4), dtype=np.uint8),
+        NAMES[1]: rng.integers(0, labels_max, 12, dtype=np.uint8),
+        NAMES[2]: rng.integers(0, 256, (5, 3, 4), dtype=np.uint8),
+        NAMES[3]: rng.integers(0, labels_max, 5, dtype=np.uint8),
+    }
+    arrays[NAMES[2]][0, 0, 0] = 255  # so the test set's maximum is exactly 1.0
+    raw = {n: idx_bytes(a) for n, a in arrays.items()}
+    gzs = {n: gz(b) for n, b in raw.items()}
+    files = tuple(IdxFile(n, arrays[n].shape, md5(gzs[n]), md5(raw[n])) for n in NAMES)
+    return SimpleNamespace(arrays=arrays, raw=raw, gz=gzs, spec=IdxDataset("MNIST", files, 10))
+
+
+@pytest.fixture
+def tiny(server, monkeypatch):
+    """The tiny dataset installed as "mnist", served by two mirrors /a/ and /b/."""
+    data = make_tiny()
+    monkeypatch.setitem(datasets.RESOURCES, "mnist", data.spec)
+    data.mirrors = (f"{server.url}/a/", f"{server.url}/b/")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", data.mirrors)
+    for prefix in ("/a/", "/b/"):
+        for name in NAMES:
+            server.routes[f"{prefix}{name}.gz"] = ("ok", data.gz[name])
+    data.server = server
+    return data
+
+
+def assert_is_tiny(d, data) -> None:
+    a = data.arrays
+    assert d.name == "mnist" and d.num_classes == 10 and d.notice is None
+    assert d.x_train.dtype == np.float32 and d.x_train.shape == (12, 12)
+    # x / 255 up to float32 rounding: the loader multiplies by 1/255, which may differ by one ulp.
+    np.testing.assert_allclose(d.x_train, a[NAMES[0]].reshape(12, -1) / 255, rtol=2e-7, atol=0)
+    np.testing.assert_array_equal(d.t_train, a[NAMES[1]])
+    np.testing.assert_allclose(d.x_test, a[NAMES[2]].reshape(5, -1) / 255, rtol=2e-7, atol=0)
+    np.testing.assert_array_equal(d.t_test, a[NAMES[3]])
+    assert d.t_train.dtype == np.int64 and d.x_test.max() == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The IDX reader
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize("shape", [(7,), (4, 3, 5)], ids=["labels-1d", "images-3d"])
+def test_read_idx_round_trips(tmp_path, compress, shape):
+    array = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    data = gz(idx_bytes(array)) if compress else idx_bytes(array)
+    path = tmp_path / "file.idx"
+    path.write_bytes(data)
+    for source in (path, str(path), data):
+        out = read_idx(source)
+        assert out.dtype == np.uint8 and out.shape == shape
+        np.testing.assert_array_equal(out, array)
+
+
+def test_read_idx_converts_big_endian_types_to_native():
+    array = np.array([[-2, 70000], [3, 2**31 - 1]], dtype=np.int32)
+    out = read_idx(idx_bytes(array.astype(">i4"), code=0x0C))
+    assert out.dtype == np.dtype(np.int32) and out.dtype.isnative
+    np.testing.assert_array_equal(out, array)
+
+
+_GOOD = idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\x01" + _GOOD[1:], "not an IDX file"),
+        (b"<!DOCTYPE html><html>", "not an IDX file"),
+        (_GOOD[:2] + b"\x07" + _GOOD[3:], "unknown IDX data type code 0x07"),
+        (_GOOD[:3] + b"\x00" + _GOOD[4:], "0 dimensions"),
+        (_GOOD[:2], "truncated"),
+        (_GOOD[:10], "truncated"),
+        (_GOOD[:-1], "truncated: 23 bytes of data where its header promises 24"),
+        (_GOOD + b"\x00\x00", "corrupt: 2 extra bytes"),
+        (gz(_GOOD)[:-12], "truncated or corrupt gzip"),
+        (gz(_GOOD)[:-8] + b"\x00\x00\x00\x00" + gz(_GOOD)[-4:], "truncated or corrupt gzip"),
+        (gz(_GOOD)[:15] + b"\xff" * 5 + gz(_GOOD)[20:], "truncated or corrupt gzip"),
+    ],
+    ids=[
+        "bad-magic",
+        "html",
+        "bad-type",
+        "zero-dims",
+        "short-header",
+        "short-dims",
+        "short-payload",
+        "extra-bytes",
+        "truncated-gzip",
+        "bad-gzip-crc",
+        "garbled-gzip",
+    ],
+)
+def test_read_idx_rejects_bad_files_naming_them(tmp_path, data, words):
+    path = tmp_path / "broken-idx3-ubyte.gz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=r"broken-idx3-ubyte\.gz") as info:
+        read_idx(path)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_read_idx_missing_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=r"cannot read .*nothing-here"):
+        read_idx(tmp_path / "nothing-here")
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads
+
+
+def test_download_into_cache_is_verified_and_atomic(tiny, isolated):
+    d = load_dataset("mnist")
+    assert_is_tiny(d, tiny)
+    dest = isolated / "mnist"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n in NAMES)
+    for name in NAMES:
+        assert (dest / f"{name}.gz").read_bytes() == tiny.gz[name]
+    assert leftovers(isolated) == []
+    assert tiny.server.requests == [f"/a/{n}.gz" for n in NAMES]
+    assert (
+        d.source == f"downloaded from {tiny.mirrors[0]} into {dest} (4 files), checksums verified"
+    )
+
+    again = load_dataset("mnist")
+    assert_is_tiny(again, tiny)
+    assert len(tiny.server.requests) == 4, "a verified cache must not be downloaded again"
+    assert again.source == f"{dest} (4 files), checksums verified"
+
+
+@pytest.mark.parametrize("failure", ["truncated-idx", "garbage", "drop", "404", "wrong-data"])
+def test_a_bad_first_mirror_falls_through_to_the_second(tiny, isolated, failure):
+    name = NAMES[0]
+    bad = {
+        "truncated-idx": ("ok", gz(tiny.raw[name][:-5])),
+        "garbage": ("ok", b"<html>Service Unavailable</html>"),
+        "drop": ("drop", tiny.gz[name]),
+        "404": ("404", b""),
+        "wrong-data": ("ok", gz(idx_bytes(tiny.arrays[name] ^ 1))),
+    }[failure]
+    tiny.server.routes[f"/a/{name}.gz"] = bad
+    d = load_dataset("mnist")
+    assert_is_tiny(d, tiny)
+    assert (isolated / "mnist" / f"{name}.gz").read_bytes() == tiny.gz[name]
+    assert f"/a/{name}.gz" in tiny.server.requests and f"/b/{name}.gz" in tiny.server.requests
+    assert leftovers(isolated) == []
+    assert tiny.mirrors[1] in d.source
+
+
+def test_every_mirror_failing_names_the_file_and_each_mirror(tiny, isolated):
+    name = NAMES[2]
+    tiny.server.routes[f"/a/{name}.gz"] = ("drop", tiny.gz[name])
+    tiny.server.routes[f"/b/{name}.gz"] = ("ok", gz(tiny.raw[name][:-1]))
+    for dataset in ("mnist", "auto"):  # bad bytes from a mirror are not "no network": no fallback
+        with pytest.raises(DataError) as info:
+            load_dataset(dataset)
+        message = str(info.value)
+        assert f"could not download MNIST's {name}.gz into {isolated / 'mnist'}" in message
+        assert f"{tiny.mirrors[0]}{name}.gz: connection closed after" in message
+        assert f"{tiny.mirrors[1]}{name}.gz is truncated" in message
+        assert "\n" not in message
+    assert not (isolated / "mnist" / f"{name}.gz").exists()
+    assert leftovers(isolated) == []
+
+
+def test_a_corrupt_file_in_the_cache_is_deleted_and_fetched_once(tiny, isolated):
+    name = NAMES[0]
+    cached = isolated / "mnist" / f"{name}.gz"
+    cached.parent.mkdir(parents=True)
+    for n in NAMES:
+        (cached.parent / f"{n}.gz").write_bytes(tiny.gz[n])
+    cached.write_bytes(tiny.gz[name][: len(tiny.gz[name]) // 2])
+    d = load_dataset("mnist")
+    assert_is_tiny(d, tiny)
+    assert cached.read_bytes() == tiny.gz[name]
+    assert tiny.server.requests == [f"/a/{name}.gz"]
+
+
+def test_a_corrupt_cached_file_that_cannot_be_refetched_raises(tiny, isolated):
+    name = NAMES[1]
+    cached = isolated / "mnist" / f"{name}.gz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(gz(tiny.raw[name][:-3]))
+    tiny.server.routes[f"/a/{name}.gz"] = ("404", b"")
+    tiny.server.routes[f"/b/{name}.gz"] = ("ok", b"not a gzip file at all")
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist")
+    message = str(info.value)
+    assert f"{name}.gz" in message and "was deleted" in message
+    assert f"{tiny.mirrors[0]}{name}.gz: HTTP 404" in message
+    assert f"{tiny.mirrors[1]}{name}.gz is not an IDX file" in message
+    assert not cached.exists(), "a bad file must never stay where it would be used"
+    assert [r for r in tiny.server.requests if name in r] == [f"/a/{name}.gz", f"/b/{name}.gz"]
+
+
+@pytest.mark.parametrize("named_by", ["argument", "env"])
+@pytest.mark.parametrize("damage", ["truncated", "other-pixels", "garbage"])
+def test_a_bad_file_in_a_user_folder_is_never_touched(
+    tiny, tmp_path, monkeypatch, named_by, damage
+):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    for n in NAMES:
+        (folder / f"{n}.gz").write_bytes(tiny.gz[n])
+    bad = folder / f"{NAMES[2]}.gz"
+    bad.write_bytes(
+        {
+            "truncated": tiny.gz[NAMES[2]][:-20],
+            "other-pixels": gz(idx_bytes(tiny.arrays[NAMES[2]] // 2)),
+            "garbage": b"\x1f\x8b not really gzip",
+        }[damage]
+    )
+    os.utime(bad, ns=(1_000_000_000, 1_000_000_000))
+    before = snapshot(folder)
+    if named_by == "env":
+        monkeypatch.setenv("XPNET_DATA_DIR", str(folder))
+    data_dir = folder if named_by == "argument" else None
+    for dataset in ("mnist", "auto"):  # a bad file never falls back to digits silently
+        with pytest.raises(DataError) as info:
+            load_dataset(dataset, data_dir)
+        message = str(info.value)
+        assert message.startswith(str(bad)) and "delete it to re-download it" in message
+        assert ("--data-dir" if named_by == "argument" else "XPNET_DATA_DIR") in message
+    assert snapshot(folder) == before
+    assert tiny.server.requests == []
+
+
+def test_a_user_folder_gets_only_the_missing_files_in_its_subfolder(tiny, tmp_path):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    (folder / NAMES[0]).write_bytes(tiny.raw[NAMES[0]])  # uncompressed is accepted too
+    (folder / f"{NAMES[1]}.gz").write_bytes(tiny.gz[NAMES[1]])
+    before = snapshot(folder)
+    d = load_dataset("mnist", folder)
+    assert_is_tiny(d, tiny)
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert sorted(set(after) - set(before)) == [f"mnist/{NAMES[2]}.gz", f"mnist/{NAMES[3]}.gz"]
+    assert d.source.startswith(f"{folder} (2 files) + downloaded from {tiny.mirrors[0]}")
+
+
+def test_files_in_the_dataset_subfolder_are_found(tiny, tmp_path):
+    sub = tmp_path / "mydata" / "mnist"
+    sub.mkdir(parents=True)
+    for n in NAMES:
+        (sub / f"{n}.gz").write_bytes(tiny.gz[n])
+    d = load_dataset("mnist", str(tmp_path / "mydata"))
+    assert_is_tiny(d, tiny)
+    assert d.source == f"{sub} (4 files), checksums verified"
+    assert tiny.server.requests == []
+
+
+def test_a_folder_of_other_files_is_a_clear_error(tiny, tmp_path, closed_port_url, monkeypatch):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    for name in ("notes.txt", "train.csv"):
+        (folder / name).write_text("x")
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", folder, download=False)
+    message = str(info.value)
+    assert f"{NAMES[0]}[.gz]" in message and "downloading is off" in message
+    assert f"{folder} holds notes.txt, train.csv" in message
+
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", folder)
+    assert f"{folder} holds notes.txt, train.csv but none of the MNIST files" in str(info.value)
+    assert sorted(p.name for p in folder.iterdir()) == ["mnist", "notes.txt", "train.csv"]
+    assert list((folder / "mnist").iterdir()) == []
+
+
+def test_an_idx_file_of_the_wrong_shape_is_rejected(tiny, tmp_path):
+    for n in NAMES:
+        (tmp_path / f"{n}.gz").write_bytes(tiny.gz[n])
+    wrong = tiny.arrays[NAMES[0]].reshape(12, 4, 3)
+    (tmp_path / f"{NAMES[0]}.gz").write_bytes(gz(idx_bytes(wrong)))
+    with pytest.raises(
+        DataError, match=r"holds uint8 data of shape \(12, 4, 3\), not the uint8 \(12, 3, 4\)"
+    ):
+        load_dataset("mnist", tmp_path)
+
+
+def test_the_other_datasets_files_are_recognised(tiny, tmp_path, monkeypatch):
+    other = make_tiny(seed=1)
+    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
+    for n in NAMES:
+        (tmp_path / f"{n}.gz").write_bytes(tiny.gz[n])  # MNIST's files, asked for as Fashion-MNIST
+    with pytest.raises(DataError, match=r"wrong checksum .*it is MNIST's file \(--dataset mnist\)"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
+def test_an_interrupted_download_leaves_no_file(tiny, isolated, monkeypatch):
+    real_open = open
+
+    class Interrupting:
+        def __init__(self, *args):
+            self.file = real_open(*args)
+
+        def write(self, chunk):
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(datasets, "open", Interrupting, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("mnist")
+    assert list((isolated / "mnist").iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["mkdir", "open", "write"])
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
+def test_an_unwritable_folder_is_a_one_line_error(tiny, isolated, monkeypatch, where, code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    if where == "mkdir":
+        monkeypatch.setattr(datasets.Path, "mkdir", fail)
+    elif where == "open":
+        monkeypatch.setattr(datasets, "open", fail, raising=False)
+    else:
+        real_open = open
+
+        def open_then_fail(*args):
+            f = real_open(*args)
+            f.write = fail
+            return f
+
+        monkeypatch.setattr(datasets, "open", open_then_fail, raising=False)
+    with pytest.raises(DataError) as info:
+        load_dataset("auto")  # a local problem is not "no network": no fallback either
+    message = str(info.value)
+    assert message.startswith(f"cannot write to {isolated / 'mnist'}: {os.strerror(code).lower()}")
+    assert "--data-dir" in message and "XPNET_DATA_DIR" in message and "\n" not in message
+    if where != "mkdir":
+        assert list((isolated / "mnist").iterdir()) == []
+
+
+def test_labels_are_checked_against_the_number_of_classes(server, tmp_path, monkeypatch):
+    data = make_tiny(labels_max=12)
+    data.arrays[NAMES[1]][3] = 11
+    raw = idx_bytes(data.arrays[NAMES[1]])
+    files = list(data.spec.files)
+    files[1] = IdxFile(NAMES[1], (12,), None, md5(raw))
+    monkeypatch.setitem(datasets.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
+    for n in NAMES:
+        (tmp_path / n).write_bytes(raw if n == NAMES[1] else data.raw[n])
+    with pytest.raises(DataError, match=r"mnist training set: label 1[01] is outside 0\.\.9"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_label_and_image_counts_must_agree(server, tmp_path, monkeypatch):
+    data = make_tiny()
+    labels = data.arrays[NAMES[3]][:4]
+    files = list(data.spec.files)
+    files[3] = IdxFile(NAMES[3], (4,), None, md5(idx_bytes(labels)))
+    monkeypatch.setitem(datasets.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
+    for n in NAMES:
+        (tmp_path / n).write_bytes(idx_bytes(labels) if n == NAMES[3] else data.raw[n])
+    with pytest.raises(DataError, match="mnist test set: 4 labels for 5 images"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_without_network_mnist_raises_and_auto_falls_back(
+    tiny, isolated, closed_port_url, monkeypatch
+):
+    mirrors = (closed_port_url, closed_port_url + "second/")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", mirrors)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist")
+    message = str(info.value)
+    assert f"could not download MNIST's {NAMES[0]}.gz" in message
+    assert f"{mirrors[0]}{NAMES[0]}.gz: " in message and f"{mirrors[1]}{NAMES[0]}.gz: " in message
+    assert "--dataset digits, which works offline" in message
+    with pytest.raises(DataError):
+        load_mnist()
+
+    d = load_dataset("auto")
+    assert d.name == "digits" and d.x_train.shape == (1497, 64)
+    assert d.notice.startswith(f"MNIST is not in {isolated / 'mnist'} and could not be downloaded")
+    assert "no network" in d.notice and "--dataset mnist" in d.notice and "\n" not in d.notice
+    assert leftovers(isolated) == []
+
+    d = load_dataset("auto", download=False)
+    assert d.name == "digits" and "downloading is off" in d.notice
+
+
+def test_unknown_dataset_names_list_the_choices():
+    with pytest.raises(
+        ConfigError,
+        match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist, digits, auto",
+    ):
+        load_dataset("cifar")
+
+
+def test_cache_location_follows_xdg_then_home(tiny, tmp_path, monkeypatch):
+    load_dataset("mnist")
+    assert (tmp_path / "cache" / "xpnet" / "mnist" / f"{NAMES[0]}.gz").is_file()
+    for xdg in (None, "relative/dir"):  # the XDG spec says a relative path is to be ignored
+        if xdg is None:
+            monkeypatch.delenv("XDG_CACHE_HOME")
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+        d = load_dataset("mnist")
+        assert str(tmp_path / "home" / ".cache" / "xpnet" / "mnist") in d.source
+
+
+# ---------------------------------------------------------------------------------------------
+# scikit-learn's digits (offline)
+
+
+def test_digits_shapes_ranges_and_a_fixed_split():
+    d = load_dataset("digits")
+    assert (d.name, d.num_classes, d.notice) == ("digits", 10, None)
+    assert d.source == "scikit-learn's bundled digits (offline)"
+    assert d.x_train.shape == (1497, 64) and d.x_test.shape == (300, 64)
+    assert d.x_train.dtype == np.float32 and d.t_train.dtype == np.int64
+    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_test.max() <= 1.0
+    assert set(np.unique(d.t_test)) == set(range(10))
+    # Pinned: RandomState's stream is frozen, so this split must never change.
+    assert d.t_test[:12].tolist() == [2, 8, 2, 6, 6, 7, 1, 9, 8, 5, 2, 8]
+    again = load_dataset("digits")
+    np.testing.assert_array_equal(again.x_test, d.x_test)
+    np.testing.assert_array_equal(again.t_train, d.t_train)
+
+    from sklearn.datasets import load_digits
+
+    full = load_digits()
+    ours = np.concatenate([d.x_train, d.x_test]) * 16
+    rows = sorted(
+        map(
+            bytes,
+            np.concatenate([ours, np.concatenate([d.t_train, d.t_test])[:, None]], 1).astype(
+                np.uint8
+            ),
+        )
+    )
+    theirs = sorted(
+        map(bytes, np.concatenate([full.data, full.target[:, None]], 1).astype(np.uint8))
+    )
+    assert rows == theirs, "train + test must be exactly the 1797 samples, each once"
+
+
+def test_digits_options():
+    d = load_dataset("digits", normalize=False, flatten=False, one_hot_label=True)
+    assert d.x_train.shape == (1497, 1, 8, 8) and d.x_train.dtype == np.uint8
+    assert d.x_train.max() == 16
+    assert d.t_train.shape == (1497, 10) and d.t_train.dtype == np.float32
+    np.testing.assert_array_equal(d.t_train.sum(axis=1), 1)
+    np.testing.assert_array_equal(d.t_test.argmax(axis=1), load_dataset("digits").t_test)
+
+
+def test_digits_without_scikit_learn(monkeypatch, closed_port_url):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(
+        DataError, match=r"pip install scikit-learn \(or pip install \"xpnet\[datasets\]\"\)"
+    ):
+        load_dataset("digits")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    with pytest.raises(
+        DataError, match=r"could not download MNIST.*the offline fallback failed too"
+    ):
+        load_dataset("auto")
+
+
+# ---------------------------------------------------------------------------------------------
+# The real MNIST (XPNET_MNIST_DIR)
+
+MNIST_DIR = mnist_dir()
+needs_mnist = pytest.mark.skipif(
+    MNIST_DIR is None, reason="set XPNET_MNIST_DIR to a folder holding the four MNIST files"
+)
+
+
+@pytest.fixture(scope="module")
+def real_mnist():
+    before = snapshot(MNIST_DIR)
+    d = load_dataset("mnist", MNIST_DIR)
+    assert snapshot(MNIST_DIR) == before, "loading must not write into the data folder"
+    return d
+
+
+@pytest.mark.mnist
+@needs_mnist
+def test_real_mnist(real_mnist):
+    d = real_mnist
+    assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert d.x_train.dtype == np.float32 and d.t_train.dtype == np.int64
+    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_test.max() == 1.0
+    assert abs(float(d.x_train.mean()) - 0.1307) < 1e-3  # the well-known MNIST pixel mean
+    assert set(np.unique(d.t_train)) == set(range(10)) == set(np.unique(d.t_test))
+    assert np.bincount(d.t_train).min() > 5000 and np.bincount(d.t_train).max() < 7000
+    assert np.bincount(d.t_test).min() > 800 and np.bincount(d.t_test).max() < 1200
+    assert d.source == f"{MNIST_DIR} (4 files), checksums verified"
+
+
+@pytest.mark.mnist
+@needs_mnist
+def test_real_mnist_book_signature(real_mnist, isolated):
+    before = snapshot(MNIST_DIR)
+    (x_train, t_train), (x_test, t_test) = load_mnist(
+        normalize=False, flatten=False, one_hot_label=True, data_dir=MNIST_DIR
+    )
+    assert snapshot(MNIST_DIR) == before
+    assert not isolated.exists(), "loading from a named folder must not create the cache"
+    assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
+    assert x_train.dtype == np.uint8 and x_train.max() == 255
+    assert t_train.shape == (60000, 10) and t_test.shape == (10000, 10)
+    np.testing.assert_array_equal(t_test.argmax(axis=1), real_mnist.t_test)
+    np.testing.assert_allclose(
+        real_mnist.x_test, x_test.reshape(10000, -1) / 255, rtol=2e-7, atol=0
+    )
