@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import os
 import socket
 import struct
@@ -275,6 +276,32 @@ def test_a_bad_first_mirror_falls_through_to_the_second(tiny, isolated, failure)
     assert tiny.mirrors[1] in d.source
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_downloads_draw_a_progress_bar_on_a_terminal_only_when_asked(tiny, monkeypatch, progress):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    load_dataset("mnist", progress=progress)
+    drawn = sys.stderr.getvalue()
+    if progress:
+        assert f"{NAMES[0]}.gz [" in drawn and "MiB" in drawn and drawn.endswith("\n")
+    else:
+        assert drawn == ""
+
+
+def test_a_file_served_uncompressed_is_kept_under_its_uncompressed_name(tiny, isolated):
+    name = NAMES[1]
+    tiny.server.routes[f"/a/{name}.gz"] = ("ok", tiny.raw[name])
+    assert_is_tiny(load_dataset("mnist"), tiny)
+    assert (isolated / "mnist" / name).read_bytes() == tiny.raw[name]
+    assert not (isolated / "mnist" / f"{name}.gz").exists()
+    assert_is_tiny(load_dataset("mnist"), tiny)
+    assert len(tiny.server.requests) == 4
+
+
 def test_every_mirror_failing_names_the_file_and_each_mirror(tiny, isolated):
     name = NAMES[2]
     tiny.server.routes[f"/a/{name}.gz"] = ("drop", tiny.gz[name])
@@ -393,8 +420,7 @@ def test_a_folder_of_other_files_is_a_clear_error(tiny, tmp_path, closed_port_ur
     with pytest.raises(DataError) as info:
         load_dataset("mnist", folder)
     assert f"{folder} holds notes.txt, train.csv but none of the MNIST files" in str(info.value)
-    assert sorted(p.name for p in folder.iterdir()) == ["mnist", "notes.txt", "train.csv"]
-    assert list((folder / "mnist").iterdir()) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "train.csv"]
 
 
 def test_an_idx_file_of_the_wrong_shape_is_rejected(tiny, tmp_path):
@@ -512,7 +538,8 @@ def test_without_network_mnist_raises_and_auto_falls_back(
     d = load_dataset("auto")
     assert d.name == "digits" and d.x_train.shape == (1497, 64)
     assert d.notice.startswith(f"MNIST is not in {isolated / 'mnist'} and could not be downloaded")
-    assert "no network" in d.notice and "--dataset mnist" in d.notice and "\n" not in d.notice
+    assert "(no network: " in d.notice and "--dataset mnist" in d.notice and "\n" not in d.notice
+    assert "127.0.0.1" not in d.notice, "the notice gives the error, not every URL"
     assert leftovers(isolated) == []
 
     d = load_dataset("auto", download=False)

@@ -187,8 +187,10 @@ class _Unavailable(DataError):
 class _MirrorFailed(Exception):
     """One mirror could not deliver a file; `network` is False when it delivered a bad one."""
 
-    def __init__(self, message: str, network: bool):
-        super().__init__(message)
+    def __init__(self, url: str, brief: str, network: bool):
+        # "URL: HTTP 404 Not Found" for transfer problems, "URL is truncated: ..." for bad files.
+        super().__init__(f"{url}: {brief}" if network else f"{url} {brief}")
+        self.brief = brief
         self.network = network
 
 
@@ -377,9 +379,9 @@ def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
         response = urllib.request.urlopen(url, timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         exc.close()
-        raise _MirrorFailed(f"{url}: {_brief(exc)}", network=True) from None
+        raise _MirrorFailed(url, _brief(exc), network=True) from None
     except _NETWORK_ERRORS as exc:
-        raise _MirrorFailed(f"{url}: {_brief(exc)}", network=True) from None
+        raise _MirrorFailed(url, _brief(exc), network=True) from None
     chunks: list[bytes] = []
     received = 0
     with response:
@@ -391,7 +393,7 @@ def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
                 try:
                     chunk = response.read(_CHUNK)
                 except _NETWORK_ERRORS as exc:
-                    raise _MirrorFailed(f"{url}: {_brief(exc)}", network=True) from None
+                    raise _MirrorFailed(url, _brief(exc), network=True) from None
                 if not chunk:
                     break
                 try:
@@ -403,21 +405,18 @@ def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
                 bar.update(len(chunk))
     # http.client returns a short body without complaint when the server hangs up early.
     if total is not None and received != total:
-        raise _MirrorFailed(
-            f"{url}: connection closed after {received} of {total} bytes", network=True
-        )
+        raise _MirrorFailed(url, f"connection closed after {received} of {total} bytes", True)
     return b"".join(chunks)
 
 
-def _download(url: str, final: Path, spec: IdxFile, progress) -> np.ndarray:
-    """Download `url` to `final` atomically and return its parsed, verified array.
+def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
+    """Download `url` into `directory` atomically and return its parsed, verified array.
 
-    The bytes go to a hidden temporary file beside `final`, are verified, fsynced and only then
-    renamed over: `final` is either absent or complete and genuine, even after Ctrl-C or a crash,
+    The bytes go to a hidden temporary file there, are verified, fsynced and only then renamed to
+    their name: that name is either absent or complete and genuine, even after Ctrl-C or a crash,
     and the temporary file is removed on every failure.
     """
-    directory = final.parent
-    tmp = directory / f".{final.name}.part-{os.getpid()}"
+    tmp = directory / f".{spec.name}.part-{os.getpid()}"
     renamed = False
     try:
         try:
@@ -429,12 +428,14 @@ def _download(url: str, final: Path, spec: IdxFile, progress) -> np.ndarray:
             try:
                 array = _decode(blob, spec, url)
             except _BadFile as exc:
-                raise _MirrorFailed(f"{url} {exc.reason}", network=False) from None
+                raise _MirrorFailed(url, exc.reason, network=False) from None
             try:
                 out.flush()
                 os.fsync(out.fileno())
             except OSError as exc:
                 raise _unwritable(directory, exc) from None
+        # Named for what arrived, should a mirror ever serve the file uncompressed.
+        final = directory / (spec.name + (".gz" if blob.startswith(_GZIP_MAGIC) else ""))
         try:
             os.replace(tmp, final)
         except OSError as exc:
@@ -466,6 +467,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tuple[np.ndarray, str]:
     """Download one file into `dest`, trying each mirror once in order; returns (array, mirror)."""
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -474,16 +476,20 @@ def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tup
     failures: list[_MirrorFailed] = []
     for mirror in mirrors:
         try:
-            return _download(
-                mirror + spec.name + ".gz", dest / (spec.name + ".gz"), spec, progress
-            ), mirror
+            return _download(mirror + spec.name + ".gz", dest, spec, progress), mirror
         except _MirrorFailed as exc:
             failures.append(exc)
+    if created:
+        # Our own empty folder only (rmdir refuses a non-empty one): a failed run leaves no trace.
+        try:
+            dest.rmdir()
+        except OSError:
+            pass
     title = RESOURCES[key].title
     tried = "; ".join(str(f) for f in failures) if failures else "no mirrors are configured"
     message = f"could not download {title}'s {spec.name}.gz into {dest}{note}: {tried}"
     if all(f.network for f in failures):
-        why = f"no network: {failures[0]}" if failures else "no mirrors are configured"
+        why = f"no network: {failures[0].brief}" if failures else "no mirrors are configured"
         raise _Unavailable(
             f"{message}; check the network or proxy, pass --data-dir to a folder holding the "
             f"{title} files, or use --dataset digits, which works offline",
@@ -550,7 +556,7 @@ def _load_idx(key: str, data_dir, download: bool, progress):
         )
     used: list[str] = []
     for i, why in missing:
-        if not why and not found and root.exists():
+        if not why and not found and named_by is not None and root.exists():
             why = f" ({_holds(root)} but none of the {spec.title} files)"
         arrays[i], mirror = _fetch(key, spec.files[i], dest, progress, why)
         if mirror not in used:
