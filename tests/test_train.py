@@ -1,0 +1,251 @@
+"""The training loop: learning, metrics, checkpoints, resume, divergence, no host sync per step."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import assert_on
+
+from xpnet.backend import to_numpy
+from xpnet.checkpoint import load_checkpoint, load_model, save_checkpoint
+from xpnet.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from xpnet.network import TwoLayerNet
+from xpnet.train import TrainConfig, Trainer, accuracy_of
+
+
+def blobs(n_train=600, n_test=200, features=12, classes=4, seed=0):
+    """Separable Gaussian blobs: a dataset any working trainer learns to >90% quickly."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, features)) * 2.0
+
+    def sample(n):
+        t = rng.integers(0, classes, n)
+        return (centers[t] + rng.standard_normal((n, features))).astype(np.float32), t
+
+    (x_train, t_train), (x_test, t_test) = sample(n_train), sample(n_test)
+    return SimpleNamespace(
+        name="blobs", source="synthetic", notice=None, num_classes=classes,
+        x_train=x_train, t_train=t_train, x_test=x_test, t_test=t_test,
+    )  # fmt: skip
+
+
+def config(**kw):
+    base = dict(hidden=[16], init="he", lr=0.1, batch_size=20, iters=90, log_every=30, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_trainer_learns_and_writes_metrics_on_every_backend(backend, tmp_path):
+    trainer = Trainer(config(), blobs(), tmp_path, progress=False, backend=backend, log=None)
+    record = trainer.run()
+    assert record["final"] and record["iteration"] == 90
+    assert record["test_acc"] > 0.9
+    for param in trainer.net.params.values():
+        assert_on(param, backend, "float32")
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [0, 30, 60, 90]
+    assert lines[-1] == record
+    assert lines[0]["loss"] > lines[-1]["loss"]
+    assert all(
+        np.isfinite([r["loss"], r["train_acc"], r["test_acc"], r["seconds"]]).all() for r in lines
+    )
+    assert (tmp_path / "model.npz").exists() and (tmp_path / "checkpoint.npz").exists()
+
+
+def test_model_trained_on_one_backend_evaluates_the_same_on_another(backend, tmp_path):
+    data = blobs()
+    Trainer(config(), data, tmp_path, progress=False, backend=backend).run()
+    history = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert accuracy_of(tmp_path / "model.npz", data, "cpu") == history[-1]["test_acc"]
+    net = load_model(tmp_path / "model.npz", backend)
+    assert_on(net.params["W1"], backend, "float32")
+
+
+def test_epoch_order_and_steps(tmp_path):
+    trainer = Trainer(config(epochs=1.5, batch_size=64), blobs(), None, progress=False)
+    assert trainer.steps_per_epoch == 9  # 600 // 64: the partial batch is dropped
+    assert trainer.total_iters == 14
+    order = to_numpy(trainer._epoch_order(0))
+    assert sorted(order.tolist()) == list(range(600))
+    again = Trainer(config(epochs=1.5, batch_size=64), blobs(), None, progress=False)
+    np.testing.assert_array_equal(to_numpy(again._epoch_order(0)), order)
+    assert not np.array_equal(to_numpy(trainer._epoch_order(1)), order)
+
+
+def test_training_steps_never_read_device_values(tmp_path, monkeypatch):
+    """No host synchronisation inside the loop: any read of a device value would raise."""
+    xs = pytest.importorskip("array_api_strict")
+    from xpnet.backend import resolve
+
+    trainer = Trainer(
+        config(), blobs(), None, progress=False, backend=resolve("device1", "array_api_strict")
+    )
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a device value was read inside the training loop")
+
+    Array = type(trainer.net.params["W1"])
+    for name in (
+        "__float__",
+        "__int__",
+        "__bool__",
+        "__index__",
+        "__array__",
+        "__dlpack__",
+        "to_device",
+    ):
+        monkeypatch.setattr(Array, name, forbidden, raising=False)
+    copies = []
+    real_asarray = xs.asarray
+    monkeypatch.setattr(xs, "asarray", lambda *a, **k: copies.append(1) or real_asarray(*a, **k))
+    from xpnet.progress import Progress
+    from xpnet.train import _StopSignals
+
+    # 45 steps of 30 per epoch: two epochs, so exactly two host->device copies (the permutations)
+    trainer._steps(45, _StopSignals(), Progress(None, enabled=False))
+    assert trainer.iteration == 45 and len(trainer._losses) == 45
+    assert len(copies) == 2
+
+
+def test_resume_gives_bit_identical_weights(backend, tmp_path):
+    data = blobs()
+    full = Trainer(
+        config(optimizer="adam", lr=0.01), data, tmp_path / "full", progress=False, backend=backend
+    )
+    full.run()
+
+    part = Trainer(
+        config(optimizer="adam", lr=0.01, iters=90),
+        data,
+        tmp_path / "part",
+        progress=False,
+        backend=backend,
+    )
+    part.total_iters = 47  # stop mid-interval, as an interruption would
+    part.run()
+    save = tmp_path / "part" / "checkpoint.npz"
+    assert load_checkpoint(save).iteration == 47
+    resumed = Trainer.resume(save, data, progress=False, backend=backend)
+    assert resumed.iteration == 47
+    resumed.run()
+    for key, value in full.net.params.items():
+        np.testing.assert_array_equal(
+            to_numpy(resumed.net.params[key]), to_numpy(value), err_msg=key
+        )
+    assert [r["iteration"] for r in resumed.history] == [0, 30, 47, 60, 90]
+
+
+def test_nan_loss_stops_with_advice_and_keeps_last_finite_checkpoint(tmp_path):
+    class Poison:
+        """SGD that turns the weights into NaN after 40 updates."""
+
+        def __init__(self, inner):
+            self.inner, self.lr = inner, inner.lr
+
+        def update(self, params, grads):
+            self.inner.update(params, grads)
+            if self.inner.steps == 40:
+                params["W1"] *= float("nan")
+
+        def state_dict(self):
+            return self.inner.state_dict()
+
+    trainer = Trainer(config(), blobs(), tmp_path, progress=False)
+    trainer.optimizer = Poison(trainer.optimizer)
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"between iterations 30 and 60 .*iteration 30\)\. Try a smaller learning rate, e\.g\. --lr 0\.01",
+    ):
+        trainer.run()
+    ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert ckpt.iteration == 30
+    assert all(np.isfinite(v).all() for v in ckpt.params.values())
+    assert not (tmp_path / "model.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"batch_size": 601}, ConfigError, "batch size 601 is larger than the training set"),
+        ({"lr": 0.0}, ConfigError, "learning rate must be positive"),
+        ({"iters": 0}, ConfigError, "iteration count must be positive"),
+        ({"hidden": [0]}, ConfigError, "hidden sizes must be positive"),
+        ({"optimizer": "adamm"}, ConfigError, "unknown optimizer 'adamm'"),
+        ({"init": "kaiming"}, ConfigError, "unknown initializer"),
+    ],
+)
+def test_bad_configuration(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Trainer(config(**kwargs), blobs(), None, progress=False)
+
+
+def test_bad_labels_are_caught_once_at_load():
+    data = blobs()
+    data.t_train = data.t_train.copy()
+    data.t_train[3] = 7
+    with pytest.raises(DataError, match=r"labels must lie in 0\.\.3, got values 0\.\.7"):
+        Trainer(config(), data, None, progress=False)
+    data.t_train = data.t_train.astype(np.float32)
+    with pytest.raises(DataError, match="labels must be integers"):
+        Trainer(config(), data, None, progress=False)
+
+
+def test_checkpoint_into_a_different_architecture_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "c.npz", TwoLayerNet(12, 16, 4))
+    trainer = Trainer(config(hidden=[20]), blobs(), None, progress=False)
+    with pytest.raises(
+        CheckpointError, match="holds a 12-16-4 network, which does not fit this 12-20-4 network"
+    ):
+        trainer.restore(load_checkpoint(tmp_path / "c.npz"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "missing"])
+def test_damaged_checkpoint_files(damage, tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, TwoLayerNet(12, 16, 4))
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(data[:100] + bytes(200) + data[300:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.unlink()
+    with pytest.raises(CheckpointError, match=r"c\.npz"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_round_trip_keeps_everything(tmp_path):
+    net = TwoLayerNet(12, 16, 4, seed=3)
+    from xpnet.optimizers import make_optimizer
+
+    opt = make_optimizer("adam", lr=0.01)
+    x = np.random.default_rng(0).standard_normal((8, 12)).astype(np.float32)
+    t = np.arange(8) % 4
+    for _ in range(3):
+        net.forward_backward(x, t)
+        opt.update(net.params, net.grads)
+    save_checkpoint(
+        tmp_path / "c.npz",
+        net,
+        opt,
+        iteration=3,
+        config={"lr": 0.01},
+        extra={"history": [{"a": 1}]},
+    )
+    ckpt = load_checkpoint(tmp_path / "c.npz")
+    assert (
+        ckpt.iteration == 3 and ckpt.config == {"lr": 0.01} and ckpt.extra["history"] == [{"a": 1}]
+    )
+    for key, value in net.params.items():
+        np.testing.assert_array_equal(ckpt.params[key], value)
+    from xpnet.backend import resolve
+
+    state = ckpt.optimizer_state(resolve("cpu"))
+    original = opt.state_dict()
+    assert state["steps"] == original["steps"]
+    for slot, arrays in original["state"].items():
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(state["state"][slot][key], value)
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files are left behind"

@@ -1,0 +1,271 @@
+"""The `train` command: `python scripts/train.py` (or `xpnet-train`).
+
+Defaults are the slides' experiment: a 784-50-10 ReLU net, weights N(0, 0.01²), SGD with lr 0.1,
+batch 100, 10,000 iterations on MNIST. Errors a user can cause print one line (exit 2 for usage
+errors, 1 for runtime failures, 130/143 after Ctrl-C/SIGTERM with a checkpoint); --debug shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from .backend import BACKENDS, DTYPES
+from .errors import ConfigError, XpnetError
+from .layers import ACTIVATIONS
+from .train import Interrupted, TrainConfig, Trainer, new_run_dir
+
+DATASET_CHOICES = ("auto", "mnist", "fashion-mnist", "digits")
+
+# options that define the model and its training: a resumed run must not change them
+_FIXED_ON_RESUME = (
+    "dataset", "hidden", "activation", "init", "optimizer", "lr", "weight_decay", "batch_size", "seed", "dtype",
+)  # fmt: skip
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    from .optimizers import OPTIMIZERS
+
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a fully connected network with hand-written backprop (xpnet). "
+        "The defaults reproduce the slides: 784-50-10 ReLU net, SGD lr 0.1, batch 100, "
+        "10,000 iterations on MNIST (about 97%% test accuracy).",
+        epilog="Outputs go to --out: metrics.jsonl (one line per epoch, the last the final result), "
+        "curves.png, checkpoint.npz (for --resume) and model.npz (the trained model, loadable on any "
+        "backend with xpnet.checkpoint.load_model).",
+    )
+    g = p.add_argument_group("where to run")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="auto: the GPU when CuPy sees one, else the CPU; cuda without a GPU warns "
+                   "and falls back to the CPU (default: auto)")  # fmt: skip
+    g.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="array library (default: cupy for cuda, numpy for cpu)")  # fmt: skip
+    g.add_argument(
+        "--dtype", choices=DTYPES, default=None, help=f"floating dtype (default: {d.dtype})"
+    )
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
+                   help="auto: MNIST if it is on disk or can be downloaded, else scikit-learn's "
+                   "offline 8x8 digits (with a notice); naming mnist never falls back (default: auto)")  # fmt: skip
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="folder holding (or receiving) the dataset files; default: $XPNET_DATA_DIR, "
+                   "else ~/.cache/xpnet")  # fmt: skip
+
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N", default=None,
+                   help=f"hidden layer sizes, e.g. --hidden 100 100 100 (default: {d.hidden[0]})")  # fmt: skip
+    g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
+                   help=f"hidden activation (default: {d.activation})")  # fmt: skip
+    g.add_argument("--init", default=None, metavar="STD|NAME",
+                   help="initial weight std (a number) or xavier, lecun, glorot, he (default: 0.01)")  # fmt: skip
+
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
+                   help=f"update rule (default: {d.optimizer})")  # fmt: skip
+    g.add_argument(
+        "--lr", type=_positive_float, default=None, help=f"learning rate (default: {d.lr})"
+    )
+    g.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help="L2 penalty λ: adds ½·λ·Σ‖W‖² to the loss (default: 0)")  # fmt: skip
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"minibatch size (default: {d.batch_size})",
+    )
+    length = g.add_mutually_exclusive_group()
+    length.add_argument(
+        "--iters", type=_positive_int, default=None, help=f"number of updates (default: {d.iters})"
+    )
+    length.add_argument(
+        "--epochs", type=_positive_float, default=None, help="number of epochs (instead of --iters)"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for initial weights and sample order (default: 0)",
+    )
+    g.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+                   help="iterations between log lines (default: one epoch)")  # fmt: skip
+
+    g = p.add_argument_group("output and checkpoints")
+    g.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: a new folder under runs/; with --resume, the checkpoint's folder)")  # fmt: skip
+    g.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                   help="also write checkpoint.npz every N iterations (default: at every log line)")  # fmt: skip
+    g.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                   help="continue the run saved in CHECKPOINT (e.g. runs/X/checkpoint.npz)")  # fmt: skip
+    g.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
+    g.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def _config_from_args(args) -> dict:
+    """The options the user actually gave, as TrainConfig fields."""
+    given = {
+        k: getattr(args, k)
+        for k in ("device", "backend", "dtype", "dataset", "data_dir", "hidden", "activation", "init",
+                  "optimizer", "lr", "weight_decay", "batch_size", "iters", "epochs", "seed", "log_every",
+                  "checkpoint_every")
+        if getattr(args, k) is not None
+    }  # fmt: skip
+    if "epochs" in given:
+        given["iters"] = TrainConfig().iters
+    return given
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _load_data(config: TrainConfig, progress):
+    from .datasets import load_dataset
+
+    return load_dataset(config.dataset, config.data_dir, progress=progress)
+
+
+def run(args) -> int:
+    given = _config_from_args(args)
+    progress = False if args.no_progress else None
+    if args.resume:
+        from .checkpoint import load_checkpoint
+
+        saved = load_checkpoint(args.resume).config
+        changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != saved.get(k)]
+        if changed:
+            opts = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ConfigError(
+                f"{opts} differ from the checkpoint's run; drop them to resume, or start a new run"
+            )
+        if "epochs" in given or "iters" in given:
+            given.setdefault("epochs", None)
+        config = TrainConfig(**{**saved, **given})
+    else:
+        config = TrainConfig(**given)
+    config.validate()
+
+    t_start = time.perf_counter()
+    from .backend import resolve
+
+    be = resolve(config.device, config.backend)
+    dataset = _load_data(config, progress)
+    if dataset.notice:
+        print(f"notice: {dataset.notice}", file=sys.stderr)
+
+    if args.resume:
+        out = Path(args.out) if args.out else Path(args.resume).parent
+        trainer = Trainer.resume(
+            args.resume, dataset, out, overrides=config.__dict__, progress=progress, backend=be
+        )
+    else:
+        out = Path(args.out) if args.out else new_run_dir("runs", dataset.name)
+        trainer = Trainer(config, dataset, out, progress=progress, backend=be)
+
+    n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
+    print(f"backend: {be.name} on {be.device}, dtype {config.dtype}")
+    print(
+        f"dataset: {dataset.name} from {dataset.source} ({n_train} train / {n_test} test samples)"
+    )
+    print(
+        f"model:   {config.describe_net(dataset.x_train[0].size, dataset.num_classes)}; "
+        f"{config.optimizer} lr {config.lr}, batch {config.batch_size}, {trainer.total_iters} iterations "
+        f"({trainer.total_iters / trainer.steps_per_epoch:.1f} epochs), seed {config.seed}"
+    )
+    if args.resume:
+        print(f"resuming from {args.resume} at iteration {trainer.iteration}")
+    print(f"output:  {out}")
+
+    try:
+        record = trainer.run()
+    finally:
+        if not args.no_plot and trainer.history:
+            _plot(trainer, out)
+    wall = time.perf_counter() - t_start
+    print(
+        f"done: test accuracy {record['test_acc']:.4f}, train accuracy {record['train_acc']:.4f} "
+        f"after {trainer.total_iters} iterations; {wall:.1f} s in all ({record['seconds']:.1f} s training)"
+    )
+    files = ["metrics.jsonl", "model.npz", "checkpoint.npz"] + (
+        ["curves.png"] if (out / "curves.png").exists() else []
+    )
+    print(f"wrote {out}/{{{', '.join(files)}}}")
+    return 0
+
+
+def _plot(trainer, out: Path) -> None:
+    from .plots import have_matplotlib, plot_run
+
+    if not have_matplotlib():
+        print(
+            "notice: matplotlib is not installed, so curves.png was not drawn (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return
+    c = trainer.config
+    title = f"{trainer.dataset.name}: {c.describe_net(trainer.data.x_train.shape[1], trainer.data.num_classes)}, {c.optimizer} lr {c.lr}"
+    plot_run(trainer.history, out / "curves.png", title)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return run(args)
+    except Interrupted as exc:
+        print(f"\ninterrupted: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except XpnetError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,65 @@
+"""Atomic file writes: a file is either the old version or the complete new one, never half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import XpnetError
+
+_NO_SPACE_OR_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+class WriteError(XpnetError, OSError):
+    """A file could not be written (read-only, full, or missing directory)."""
+
+
+def atomic_write(path, write: Callable, binary: bool = True) -> Path:
+    """Write `path` by calling write(file) on a temporary file beside it, then renaming it over.
+
+    The temporary file is flushed and fsynced before `os.replace`, and the directory is fsynced
+    after, so a crash or kill at any moment leaves either the previous file or the new one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE_OR_ACCESS:
+            raise WriteError(
+                f"cannot write {path}: {os.strerror(exc.errno).lower()}; free some space or choose "
+                f"another output folder"
+            ) from None
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Atomically replace `path` with `text` (UTF-8)."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform or filesystem.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

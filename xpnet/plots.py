@@ -1,0 +1,80 @@
+"""Training curves as PNG files (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .errors import XpnetError
+from .fileio import atomic_write
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise XpnetError(
+            "matplotlib is not installed; pip install matplotlib to draw curves"
+        ) from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(history: list[dict], path, title: str = "") -> Path:
+    """Loss, train and test accuracy of one run against iterations (two panels)."""
+    plt = _pyplot()
+    it = [r["iteration"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(it, [r["loss"] for r in history], marker=".", label="training loss")
+    ax_loss.set(xlabel="iteration", ylabel="mean minibatch loss", title="loss")
+    ax_acc.plot(it, [r["train_acc"] for r in history], marker=".", label="train")
+    ax_acc.plot(it, [r["test_acc"] for r in history], marker=".", label="test")
+    ax_acc.set(xlabel="iteration", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_comparison(
+    runs: dict[str, list[dict]], path, title: str = "", log_loss: bool = True
+) -> Path:
+    """One line per variant: training loss and test accuracy against iterations."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, history in runs.items():
+        it = [r["iteration"] for r in history]
+        ax_loss.plot(it, [r["loss"] for r in history], label=label)
+        ax_acc.plot(it, [r["test_acc"] for r in history], label=label)
+    ax_loss.set(xlabel="iteration", ylabel="mean minibatch loss", title="training loss")
+    if log_loss:
+        ax_loss.set_yscale("log")
+    ax_acc.set(xlabel="iteration", ylabel="test accuracy", title="test accuracy", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -1,0 +1,442 @@
+"""Training: the slides' minibatch SGD loop, with data on the device and no host sync per step.
+
+The training set is moved to the device once. Each epoch's sample order is one permutation drawn on
+the host from a generator seeded with (seed, epoch) and moved once; minibatches are slices of it
+gathered with `xp.take` on the device. Loss values stay on the device and are read once per log
+interval, which is also where a NaN or infinite loss is caught. Because the order depends only on
+(seed, epoch), a run resumed from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backend import Backend, resolve, synchronize
+from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
+from .errors import ConfigError, DataError, TrainingDiverged, XpnetError
+from .fileio import atomic_write_text
+from .initializers import parse_init
+from .network import MultiLayerNet
+from .optimizers import make_optimizer
+from .progress import Progress
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. The defaults are the slides' configuration."""
+
+    dataset: str = "auto"
+    data_dir: str | None = None
+    device: str = "auto"
+    backend: str | None = None
+    dtype: str = "float32"
+    hidden: list[int] = field(default_factory=lambda: [50])
+    activation: str = "relu"
+    init: str | float = 0.01
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    iters: int = 10_000
+    epochs: float | None = None  # if given, overrides iters
+    seed: int = 0
+    log_every: int | None = None  # default: once per epoch
+    checkpoint_every: int | None = None  # default: at every log line
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError for impossible values (the CLI reports them as usage errors)."""
+        checks = [
+            (
+                self.lr > 0 and math.isfinite(self.lr),
+                f"learning rate must be positive, got {self.lr}",
+            ),
+            (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (self.iters > 0, f"iteration count must be positive, got {self.iters}"),
+            (
+                self.epochs is None or self.epochs > 0,
+                f"epoch count must be positive, got {self.epochs}",
+            ),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (all(h > 0 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
+            (
+                self.log_every is None or self.log_every > 0,
+                f"log interval must be positive, got {self.log_every}",
+            ),
+            (
+                self.checkpoint_every is None or self.checkpoint_every > 0,
+                f"checkpoint interval must be positive, got {self.checkpoint_every}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        parse_init(self.init)
+        return self
+
+    def describe_net(self, input_size: int, output_size: int) -> str:
+        sizes = "-".join(str(n) for n in [input_size, *self.hidden, output_size])
+        init = f"std {self.init}" if isinstance(parse_init(self.init), float) else self.init
+        wd = f", weight decay {self.weight_decay}" if self.weight_decay else ""
+        return f"{sizes} {self.activation}, init {init}{wd}"
+
+
+class Interrupted(XpnetError):
+    """Training was stopped by SIGINT or SIGTERM; a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopSignals:
+    """Turn SIGINT/SIGTERM into a flag checked between steps, so a checkpoint is never half a step.
+
+    A second SIGINT while the flag is set raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._saved: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class DeviceData:
+    """A dataset's arrays on the training device (features in the network dtype, int64 labels)."""
+
+    x_train: object
+    t_train: object
+    x_test: object
+    t_test: object
+    num_classes: int
+
+
+def _check_labels(t: np.ndarray, num_classes: int, what: str) -> np.ndarray:
+    t = np.asarray(t)
+    if t.ndim == 2:  # one-hot rows
+        t = t.argmax(axis=1)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise DataError(f"{what} labels must be integers (or one-hot rows), got dtype {t.dtype}")
+    if t.size and (t.min() < 0 or t.max() >= num_classes):
+        raise DataError(
+            f"{what} labels must lie in 0..{num_classes - 1}, got values {t.min()}..{t.max()}"
+        )
+    return t.astype(np.int64, copy=False)
+
+
+def to_device(dataset, be: Backend, dtype: str) -> DeviceData:
+    """Validate a host dataset once and move it to the device once."""
+    n, m = dataset.x_train.shape[0], dataset.x_test.shape[0]
+    if dataset.t_train.shape[0] != n or dataset.t_test.shape[0] != m:
+        raise DataError("the number of labels differs from the number of samples")
+    flat = {
+        k: np.reshape(getattr(dataset, k), (getattr(dataset, k).shape[0], -1))
+        for k in ("x_train", "x_test")
+    }
+    return DeviceData(
+        be.asarray(flat["x_train"], dtype),
+        be.asarray(_check_labels(dataset.t_train, dataset.num_classes, "training")),
+        be.asarray(flat["x_test"], dtype),
+        be.asarray(_check_labels(dataset.t_test, dataset.num_classes, "test")),
+        dataset.num_classes,
+    )
+
+
+class Trainer:
+    """Runs the training loop, logs per interval, writes metrics and checkpoints into `out`."""
+
+    def __init__(
+        self, config: TrainConfig, dataset, out=None, *, log=print, progress=None, backend=None
+    ):
+        self.config = config.validate()
+        self.dataset = dataset
+        self.be = backend if backend is not None else resolve(config.device, config.backend)
+        self.data = to_device(dataset, self.be, config.dtype)
+        self.n_train = self.data.x_train.shape[0]
+        if config.batch_size > self.n_train:
+            raise ConfigError(
+                f"batch size {config.batch_size} is larger than the training set ({self.n_train} samples)"
+            )
+        self.steps_per_epoch = max(self.n_train // config.batch_size, 1)
+        self.total_iters = (
+            math.ceil(config.epochs * self.steps_per_epoch)
+            if config.epochs is not None
+            else config.iters
+        )
+        self.log_every = config.log_every or self.steps_per_epoch
+        self.checkpoint_every = config.checkpoint_every
+        self.net = MultiLayerNet(
+            self.data.x_train.shape[1], config.hidden, self.data.num_classes, config.activation,
+            config.init, config.weight_decay, device=self.be, dtype=config.dtype, seed=config.seed,
+        )  # fmt: skip
+        self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
+        self.out = Path(out) if out is not None else None
+        self.log = log
+        self.progress = progress
+        self.iteration = 0
+        self.history: list[dict] = []
+        self.elapsed = 0.0  # seconds of training (evaluation included) before this process
+        self._losses: list = []  # device scalars since the last log line
+        self._carried = (0.0, 0)  # (sum, count) of losses restored from a checkpoint
+        self._perm = (None, None)  # (epoch, device permutation)
+
+    # -- resuming -----------------------------------------------------------------------------
+
+    @classmethod
+    def resume(cls, path, dataset, out=None, overrides=None, **kwargs) -> Trainer:
+        """A Trainer continuing the run saved in checkpoint `path` (options in `overrides` win)."""
+        ckpt = load_checkpoint(path)
+        config = TrainConfig(**{**ckpt.config, **(overrides or {})})
+        trainer = cls(config, dataset, out if out is not None else Path(path).parent, **kwargs)
+        trainer.restore(ckpt)
+        return trainer
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        restore_params(self.net, ckpt)
+        state = ckpt.optimizer_state(self.net.backend)
+        if state is not None:
+            self.optimizer.load_state_dict(state)
+        self.iteration = ckpt.iteration
+        self.history = list(ckpt.extra.get("history", []))
+        self.elapsed = float(ckpt.extra.get("elapsed", 0.0))
+        self._carried = (
+            float(ckpt.extra.get("loss_sum", 0.0)),
+            int(ckpt.extra.get("loss_count", 0)),
+        )
+        if self.iteration > self.total_iters:
+            raise ConfigError(
+                f"the checkpoint is at iteration {self.iteration}, past the requested {self.total_iters}; "
+                f"ask for more iterations"
+            )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int):
+        """This epoch's sample order on the device (drawn on the host, moved once per epoch)."""
+        if self._perm[0] != epoch:
+            perm = np.random.default_rng([self.config.seed, epoch]).permutation(self.n_train)
+            self._perm = (epoch, self.be.asarray(perm))
+        return self._perm[1]
+
+    def _steps(self, stop: int, stop_signals: _StopSignals, bar: Progress) -> None:
+        """Run updates until `self.iteration == stop` (or a signal arrives)."""
+        xp = self.be.xp
+        net, opt, B = self.net, self.optimizer, self.config.batch_size
+        x, t = self.data.x_train, self.data.t_train
+        losses = self._losses
+        while self.iteration < stop:
+            epoch, k = divmod(self.iteration, self.steps_per_epoch)
+            order = self._epoch_order(epoch)
+            for j in range(k, min(self.steps_per_epoch, k + stop - self.iteration)):
+                idx = order[j * B : (j + 1) * B]
+                losses.append(
+                    net.forward_backward(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
+                )
+                opt.update(net.params, net.grads)
+                self.iteration += 1
+                bar.update()
+                if stop_signals.signum is not None:
+                    return
+
+    def _loss_so_far(self) -> tuple[float, int]:
+        """Sum and count of the losses since the last log line (one host read)."""
+        total, count = self._carried
+        if self._losses:
+            xp = self.be.xp
+            total += float(xp.sum(xp.stack(self._losses)))
+            count += len(self._losses)
+        return total, count
+
+    def _evaluate(self) -> tuple[float, float]:
+        d = self.data
+        train = self.net.count_correct(d.x_train, d.t_train)
+        test = self.net.count_correct(d.x_test, d.t_test)
+        return int(train) / d.x_train.shape[0], int(test) / d.x_test.shape[0]
+
+    def _diverged(self, total: float, count: int) -> TrainingDiverged:
+        start = self.history[-1]["iteration"] if self.history else 0
+        kept = (
+            f"the last finite checkpoint is {self.checkpoint_path} (iteration {start})"
+            if self.checkpoint_path and self.checkpoint_path.exists()
+            else "no checkpoint was written"
+        )
+        return TrainingDiverged(
+            f"the loss became {total / max(count, 1)} between iterations {start} and {self.iteration} "
+            f"(lr {self.config.lr}); {kept}. Try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}"
+        )
+
+    def _log_line(self, t0: float, final: bool = False) -> dict:
+        total, count = self._loss_so_far()
+        if not math.isfinite(total):
+            raise self._diverged(total, count)
+        if count == 0:  # iteration 0: the loss of the first batch, before any update
+            idx = self._epoch_order(0)[: self.config.batch_size]
+            xp = self.be.xp
+            total = float(
+                self.net.loss(
+                    xp.take(self.data.x_train, idx, axis=0),
+                    xp.take(self.data.t_train, idx, axis=0),
+                    train=False,
+                )
+            )
+            count = 1
+        train_acc, test_acc = self._evaluate()
+        self._losses.clear()
+        self._carried = (0.0, 0)
+        record = {
+            "iteration": self.iteration,
+            "epoch": round(self.iteration / self.steps_per_epoch, 4),
+            "loss": total / count,
+            "train_acc": train_acc,
+            "test_acc": test_acc,
+            "seconds": round(self.elapsed + time.perf_counter() - t0, 4),
+        }
+        if final:
+            record["final"] = True
+        self.history.append(record)
+        return record
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out / "checkpoint.npz" if self.out else None
+
+    def save(self, path, t0: float) -> Path:
+        """Write a checkpoint of the current step (refusing to save a diverged state)."""
+        total, count = self._loss_so_far()
+        if not math.isfinite(total):
+            raise self._diverged(total, count)
+        extra = {
+            "history": self.history,
+            "elapsed": self.elapsed + time.perf_counter() - t0,
+            "loss_sum": total,
+            "loss_count": count,
+            "dataset": {"name": self.dataset.name, "source": self.dataset.source},
+        }
+        return save_checkpoint(
+            path,
+            self.net,
+            self.optimizer,
+            iteration=self.iteration,
+            config=asdict(self.config),
+            extra=extra,
+        )
+
+    def _write_metrics(self) -> None:
+        if self.out:
+            atomic_write_text(
+                self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history)
+            )
+
+    def _print(self, record: dict, bar: Progress) -> None:
+        label = "final" if record.get("final") else "iter "
+        bar.write(
+            f"{label} {record['iteration']:5d} / {self.total_iters} | loss {record['loss']:.4f} | "
+            f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
+        )
+
+    def run(self) -> dict:
+        """Train to the configured iteration count; return the final metrics record.
+
+        Raises TrainingDiverged on a NaN/inf loss and Interrupted on SIGINT/SIGTERM (after writing
+        a checkpoint of the current step).
+        """
+        t0 = time.perf_counter()
+        total = self.total_iters
+        with _StopSignals() as stop_signals, Progress(total, "train", enabled=self.progress) as bar:
+            bar.set(self.iteration)
+            if self.iteration == 0:
+                self._emit(self._log_line(t0), bar)
+            while self.iteration < total:
+                targets = [total, (self.iteration // self.log_every + 1) * self.log_every]
+                if self.checkpoint_every:
+                    targets.append(
+                        (self.iteration // self.checkpoint_every + 1) * self.checkpoint_every
+                    )
+                stop = min(targets)
+                self._steps(stop, stop_signals, bar)
+                if stop_signals.signum is not None:
+                    raise self._interrupt(stop_signals.signum, t0)
+                if self.iteration == total:
+                    break
+                if self.iteration % self.log_every == 0:
+                    self._emit(self._log_line(t0), bar)
+                    if self.checkpoint_every is None and self.out:
+                        self.save(self.checkpoint_path, t0)
+                if (
+                    self.checkpoint_every
+                    and self.iteration % self.checkpoint_every == 0
+                    and self.out
+                ):
+                    self.save(self.checkpoint_path, t0)
+            synchronize(self.net.params["W1"])
+            record = self._log_line(t0, final=True)
+            self._emit(record, bar)
+            if self.out:
+                self.save(self.checkpoint_path, t0)
+                self.save(self.out / "model.npz", t0)
+        return record
+
+    def _emit(self, record: dict, bar: Progress) -> None:
+        self._print(record, bar)
+        self._write_metrics()
+
+    def _interrupt(self, signum: int, t0: float) -> Interrupted:
+        name = signal.Signals(signum).name
+        if not self.out:
+            return Interrupted(
+                f"{name} at iteration {self.iteration}; nothing saved (no output folder)", signum
+            )
+        path = self.save(self.checkpoint_path, t0)
+        return Interrupted(
+            f"{name} at iteration {self.iteration} of {self.total_iters}; checkpoint saved to {path}. "
+            f"Resume with: python scripts/train.py --resume {path}",
+            signum,
+        )
+
+
+def new_run_dir(root="runs", tag: str = "") -> Path:
+    """A fresh folder runs/YYYYmmdd-HHMMSS[-tag][-n] that did not exist before."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / (f"{stamp}-{tag}" if tag else stamp)
+    path, n = base, 1
+    while True:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(parents=True)
+            return path
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+
+
+def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
+    """Test accuracy of the model saved at `path` on `dataset`, on any backend."""
+    from .checkpoint import load_model
+
+    net = load_model(path, device, backend)
+    be = net.backend
+    x = be.asarray(np.reshape(dataset.x_test, (dataset.x_test.shape[0], -1)), net.dtype)
+    t = be.asarray(_check_labels(dataset.t_test, dataset.num_classes, "test"))
+    return net.accuracy(x, t)
