@@ -45,7 +45,10 @@ def test_torch_cuda_without_gpu_stays_torch_on_cpu():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown backend 'jax'; choose one of: numpy, array_api_strict, torch, cupy"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown backend 'jax'; choose one of: numpy, array_api_strict, torch, cupy",
+    ):
         resolve("cpu", "jax")
     with pytest.raises(ConfigError, match="numpy runs on the CPU only"):
         resolve("tpu", "numpy")
@@ -55,7 +58,9 @@ def test_unknown_names_list_the_valid_ones():
 
 def test_strict_devices():
     pytest.importorskip("array_api_strict")
-    assert str(resolve("device1", "array_api_strict").device) == "array_api_strict.Device('device1')"
+    assert (
+        str(resolve("device1", "array_api_strict").device) == "array_api_strict.Device('device1')"
+    )
     with pytest.raises(ConfigError, match="array_api_strict has no device 'gpu7'"):
         resolve("gpu7", "array_api_strict")
 
