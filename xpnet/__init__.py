@@ -6,6 +6,7 @@ edge: the command line, the data loaders, network constructors) picks a device.
 """
 
 from .backend import Backend, Random, resolve, to_numpy
+from .datasets import Dataset, load_dataset, load_mnist
 from .errors import XpnetError
 from .functions import (
     cross_entropy_error,
@@ -22,7 +23,18 @@ from .gradcheck import max_relative_error, numerical_gradient
 from .initializers import INITIALIZERS
 from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
 from .network import MultiLayerNet, Network, TwoLayerNet
-from .optimizers import SGD, Optimizer
+from .optimizers import (
+    OPTIMIZERS,
+    SGD,
+    AdaGrad,
+    Adam,
+    AdamW,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    RMSProp,
+    make_optimizer,
+)
 from .perceptron import AND, NAND, OR, XOR, perceptron
 from .three_layer import forward, init_network
 
@@ -32,15 +44,23 @@ __all__ = [
     "AND",
     "INITIALIZERS",
     "NAND",
+    "OPTIMIZERS",
     "OR",
     "SGD",
     "XOR",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
     "Affine",
     "Backend",
+    "Dataset",
     "Layer",
+    "Momentum",
     "MultiLayerNet",
+    "Nesterov",
     "Network",
     "Optimizer",
+    "RMSProp",
     "Random",
     "ReLU",
     "Sigmoid",
@@ -52,7 +72,10 @@ __all__ = [
     "forward",
     "identity",
     "init_network",
+    "load_dataset",
+    "load_mnist",
     "log_softmax",
+    "make_optimizer",
     "max_relative_error",
     "numerical_gradient",
     "one_hot",

@@ -175,7 +175,7 @@ def run(args) -> int:
         if changed:
             opts = ", ".join("--" + k.replace("_", "-") for k in changed)
             raise ConfigError(
-                f"{opts} differ from the checkpoint's run; drop them to resume, or start a new run"
+                f"{opts}: not what the checkpoint's run used; drop them to resume, or start a new run"
             )
         if "epochs" in given or "iters" in given:
             given.setdefault("epochs", None)

@@ -50,7 +50,7 @@ class TrainConfig:
     iters: int = 10_000
     epochs: float | None = None  # if given, overrides iters
     seed: int = 0
-    log_every: int | None = None  # default: once per epoch
+    log_every: int | None = None  # default: once per epoch (every few on small datasets)
     checkpoint_every: int | None = None  # default: at every log line
 
     def validate(self) -> TrainConfig:
@@ -187,7 +187,9 @@ class Trainer:
             if config.epochs is not None
             else config.iters
         )
-        self.log_every = config.log_every or self.steps_per_epoch
+        # default: once per epoch, as the slides; on small datasets every few epochs (<= ~50 lines)
+        epochs_per_line = max(1, math.ceil(self.total_iters / self.steps_per_epoch / 50))
+        self.log_every = config.log_every or self.steps_per_epoch * epochs_per_line
         self.checkpoint_every = config.checkpoint_every
         self.net = MultiLayerNet(
             self.data.x_train.shape[1], config.hidden, self.data.num_classes, config.activation,
@@ -352,7 +354,7 @@ class Trainer:
             )
 
     def _print(self, record: dict, bar: Progress) -> None:
-        label = "final" if record.get("final") else "iter "
+        label = "final" if record.get("final") else "iter"
         bar.write(
             f"{label} {record['iteration']:5d} / {self.total_iters} | loss {record['loss']:.4f} | "
             f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
@@ -366,7 +368,14 @@ class Trainer:
         """
         t0 = time.perf_counter()
         total = self.total_iters
-        with _StopSignals() as stop_signals, Progress(total, "train", enabled=self.progress) as bar:
+        # overflow to inf/NaN is detected from the loss at the next log line, with advice; NumPy's
+        # own floating-point warnings would only repeat it less clearly
+        quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        with (
+            quiet,
+            _StopSignals() as stop_signals,
+            Progress(total, "train", enabled=self.progress) as bar,
+        ):
             bar.set(self.iteration)
             if self.iteration == 0:
                 self._emit(self._log_line(t0), bar)
