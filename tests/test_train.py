@@ -36,7 +36,7 @@ def config(**kw):
 
 
 def test_trainer_learns_and_writes_metrics_on_every_backend(backend, tmp_path):
-    trainer = Trainer(config(), blobs(), tmp_path, progress=False, backend=backend, log=None)
+    trainer = Trainer(config(), blobs(), tmp_path, progress=False, backend=backend, verbose=False)
     record = trainer.run()
     assert record["final"] and record["iteration"] == 90
     assert record["test_acc"] > 0.9

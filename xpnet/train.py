@@ -167,10 +167,15 @@ def to_device(dataset, be: Backend, dtype: str) -> DeviceData:
 
 
 class Trainer:
-    """Runs the training loop, logs per interval, writes metrics and checkpoints into `out`."""
+    """Runs the training loop, logs per interval, writes metrics and checkpoints into `out`.
+
+    `dataset` is an `xpnet.datasets.Dataset` (or anything with its fields) on the host; it is
+    moved to `backend` (default: resolved from the config) once. `verbose=False` prints nothing;
+    `progress=None` draws a progress bar only on a terminal. With `out=None` nothing is written.
+    """
 
     def __init__(
-        self, config: TrainConfig, dataset, out=None, *, log=print, progress=None, backend=None
+        self, config: TrainConfig, dataset, out=None, *, verbose=True, progress=None, backend=None
     ):
         self.config = config.validate()
         self.dataset = dataset
@@ -197,7 +202,7 @@ class Trainer:
         )  # fmt: skip
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         self.out = Path(out) if out is not None else None
-        self.log = log
+        self.verbose = verbose
         self.progress = progress
         self.iteration = 0
         self.history: list[dict] = []
@@ -354,6 +359,8 @@ class Trainer:
             )
 
     def _print(self, record: dict, bar: Progress) -> None:
+        if not self.verbose:
+            return
         label = "final" if record.get("final") else "iter"
         bar.write(
             f"{label} {record['iteration']:5d} / {self.total_iters} | loss {record['loss']:.4f} | "
