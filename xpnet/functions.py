@@ -9,6 +9,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
+from .backend import namespace_of
 from .errors import ShapeError
 
 #: The slides' guard against log(0) in cross_entropy_error.
@@ -17,7 +18,7 @@ DELTA = 1e-7
 
 def step_function(x):
     """Heaviside step: 1 where x > 0, else 0, in x's dtype."""
-    xp = array_namespace(x)
+    xp = namespace_of(x)
     return xp.astype(x > 0, x.dtype)
 
 
@@ -26,19 +27,19 @@ def sigmoid(x):
 
     Computed as (1 + tanh(x/2)) / 2, the same function, which cannot overflow for large |x|.
     """
-    xp = array_namespace(x)
+    xp = namespace_of(x)
     return 0.5 * (xp.tanh(0.5 * x) + 1.0)
 
 
 def relu(x):
     """Rectified linear unit max(0, x)."""
-    xp = array_namespace(x)
+    xp = namespace_of(x)
     return xp.maximum(x, 0.0)
 
 
 def tanh(x):
     """Hyperbolic tangent."""
-    return array_namespace(x).tanh(x)
+    return namespace_of(x).tanh(x)
 
 
 def identity(x):
@@ -52,21 +53,21 @@ def softmax(a, axis: int = -1):
     y_k = exp(a_k - max a) / Σ_i exp(a_i - max a); subtracting the max leaves y unchanged and
     keeps exp from overflowing.
     """
-    xp = array_namespace(a)
+    xp = namespace_of(a)
     e = xp.exp(a - xp.max(a, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(a, axis: int = -1):
     """log(softmax(a)) computed without forming softmax: a - max - log Σ exp(a - max)."""
-    xp = array_namespace(a)
+    xp = namespace_of(a)
     shifted = a - xp.max(a, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def one_hot(labels, num_classes: int, dtype=None):
     """One-hot rows for integer labels: (N,) -> (N, num_classes), float32 unless `dtype` is given."""
-    xp = array_namespace(labels)
+    xp = namespace_of(labels)
     classes = xp.arange(num_classes, dtype=labels.dtype, device=device_of(labels))
     return xp.astype(labels[..., None] == classes, dtype if dtype is not None else xp.float32)
 

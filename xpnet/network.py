@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import Backend, Random, backend_of, resolve
+from .backend import Backend, Random, backend_of, namespace_of, resolve
 from .errors import BackendError, ConfigError, ShapeError, choose
 from .initializers import init_std
 from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss
@@ -85,23 +85,24 @@ class Network:
     # -- the book's interface -----------------------------------------------------------------
 
     def _prepare(self, x, what: str = "input"):
-        """Check that `x` lives where the parameters do, and cast it to their dtype."""
+        """Check that `x` lives where the parameters do, and cast inputs to their dtype."""
         ref = self._first_param()
-        try:
-            xp = array_namespace(x, ref)
-        except TypeError:
-            raise BackendError(
-                f"the {what} is a {type(x).__module__}.{type(x).__name__} but the network's "
-                f"weights are {type(ref).__module__}.{type(ref).__name__}; move the {what} with "
-                f"net.backend.asarray(...) (from NumPy) first"
-            ) from None
+        if type(x) is not type(ref):
+            try:
+                array_namespace(x, ref)
+            except TypeError:
+                raise BackendError(
+                    f"the {what} is a {type(x).__module__}.{type(x).__name__} but the network's "
+                    f"weights are {type(ref).__module__}.{type(ref).__name__}; move the {what} with "
+                    f"net.backend.asarray(...) (from NumPy) first"
+                ) from None
         if device_of(x) != device_of(ref):
             raise BackendError(
                 f"the {what} is on device {device_of(x)} but the network is on {device_of(ref)}; "
                 f"move it to the network's device first"
             )
         if what == "input" and x.dtype != ref.dtype:
-            x = xp.astype(x, ref.dtype)
+            x = namespace_of(x).astype(x, ref.dtype)
         return x
 
     def predict(self, x, train: bool = False):
