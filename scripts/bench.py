@@ -1,0 +1,326 @@
+#!/usr/bin/env python
+"""Benchmark: the slides' experiment on every available runner, one invocation, the same data.
+
+Runners: the slides' NumPy code as written; xpnet on NumPy, torch (CPU, CUDA) and CuPy; and a
+plain PyTorch reference (torch.nn + torch.optim, eager) on each torch device. Each runner trains
+the same network from the same initial weights (the slides' code draws its own) with the same
+minibatch order, evaluating train and test accuracy on the full sets once per epoch as the slides
+do ("slides" configuration) or only at the end ("large"). The table gives µs per iteration
+(evaluations included), samples per second, final test accuracy and the time as a ratio to the
+PyTorch reference on the same device and to the slides' code.
+
+    python scripts/bench.py                 # both configurations, full length
+    python scripts/bench.py --quick         # a few seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+
+import xpnet
+from xpnet.backend import gpu_available, resolve, synchronize
+from xpnet.datasets import Dataset, load_dataset
+from xpnet.errors import XpnetError
+from xpnet.network import MultiLayerNet
+from xpnet.train import TrainConfig, Trainer
+
+
+@dataclass
+class Config:
+    name: str
+    hidden: list[int]
+    batch_size: int
+    lr: float
+    iters: dict  # device kind ("cpu", "cuda") -> iterations
+    eval_each_epoch: bool
+
+
+CONFIGS = {
+    "slides": Config("slides", [50], 100, 0.1, {"cpu": 10_000, "cuda": 10_000}, True),
+    "large": Config("large", [1000, 1000], 1000, 0.1, {"cpu": 50, "cuda": 2_000}, False),
+}
+QUICK_ITERS = {"slides": 120, "large": 2}
+
+
+def synthetic_mnist(n_train=60_000, n_test=10_000, seed=0) -> Dataset:
+    """Data of MNIST's shape and range whose labels a linear teacher assigns (learnable)."""
+    rng = np.random.default_rng(seed)
+    teacher = rng.standard_normal((784, 10)).astype(np.float32)
+
+    def sample(n):
+        x = rng.random((n, 784), dtype=np.float32)
+        return x, np.argmax((x - 0.5) @ teacher, axis=1).astype(np.int64)
+
+    (x_train, t_train), (x_test, t_test) = sample(n_train), sample(n_test)
+    return Dataset("synthetic", x_train, t_train, x_test, t_test, 10, "synthetic (MNIST's shape)")
+
+
+# -- runners ------------------------------------------------------------------------------------
+
+
+def _train_config(cfg: Config, iters: int, seed: int) -> TrainConfig:
+    return TrainConfig(
+        hidden=list(cfg.hidden), lr=cfg.lr, batch_size=cfg.batch_size, iters=iters, seed=seed,
+        log_every=None if cfg.eval_each_epoch else iters,
+    )  # fmt: skip
+
+
+def run_xpnet(data, cfg: Config, iters: int, seed: int, device: str, backend: str) -> dict:
+    """xpnet's own training loop (Trainer), timed from the first update to the final accuracy."""
+    be = resolve(device, backend)
+    trainer = Trainer(
+        _train_config(cfg, iters, seed), data, None, verbose=False, progress=False, backend=be
+    )
+    synchronize(trainer.data.x_train)
+    start = time.perf_counter()
+    record = trainer.run()
+    return {"seconds": time.perf_counter() - start, "test_acc": record["test_acc"]}
+
+
+def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
+    """Plain PyTorch: torch.nn.Sequential, F.cross_entropy, torch.optim.SGD, eager, same data order."""
+    import torch
+
+    dev = torch.device(device)
+    init = MultiLayerNet(data.x_train.shape[1], cfg.hidden, 10, weight_init=0.01, seed=seed)
+    layers = []
+    for i in range(1, len(cfg.hidden) + 2):
+        linear = torch.nn.Linear(*init.params[f"W{i}"].shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(init.params[f"W{i}"].T.copy()))
+            linear.bias.zero_()
+        layers += [linear, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1]).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    x_train = torch.from_numpy(data.x_train).to(dev)
+    t_train = torch.from_numpy(data.t_train.astype(np.int64)).to(dev)
+    x_test = torch.from_numpy(data.x_test).to(dev)
+    t_test = torch.from_numpy(data.t_test.astype(np.int64)).to(dev)
+    n, B = x_train.shape[0], cfg.batch_size
+    steps = n // B
+
+    @torch.no_grad()
+    def accuracy(x, t):
+        correct = sum(
+            (model(x[i : i + 10_000]).argmax(1) == t[i : i + 10_000]).sum()
+            for i in range(0, len(x), 10_000)
+        )
+        return int(correct) / len(x)
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    losses, order, epoch = [], None, -1
+    for i in range(iters):
+        e, k = divmod(i, steps)
+        if e != epoch:
+            epoch = e
+            order = torch.from_numpy(np.random.default_rng([seed, e]).permutation(n)).to(dev)
+        idx = order[k * B : (k + 1) * B]
+        loss = torch.nn.functional.cross_entropy(
+            model(x_train.index_select(0, idx)), t_train.index_select(0, idx)
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        if cfg.eval_each_epoch and i % steps == 0:  # after the update, as the slides do
+            float(torch.stack(losses).mean())
+            losses.clear()
+            accuracy(x_train, t_train), accuracy(x_test, t_test)
+    test_acc = accuracy(x_test, t_test)
+    return {"seconds": time.perf_counter() - start, "test_acc": test_acc}
+
+
+def run_slides(data, cfg: Config, iters: int, seed: int) -> dict:
+    """The slides' code as written (float64 weights, np.random.choice batches, loss computed twice)."""
+    import slides_reference
+
+    start = time.perf_counter()
+    test_acc, _ = slides_reference.train(
+        data.x_train,
+        data.t_train,
+        data.x_test,
+        data.t_test,
+        iters,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.hidden[0],
+        seed,
+    )
+    return {"seconds": time.perf_counter() - start, "test_acc": float(test_acc)}
+
+
+def available_runners(include_slides: bool = True):
+    """(name, device kind, callable(data, cfg, iters, seed)) for what this machine can run."""
+    have_torch = _importable("torch")
+    runners = []
+    if include_slides:
+        runners.append(("slides' NumPy code", "cpu", run_slides))
+    runners.append(("xpnet numpy", "cpu", lambda *a: run_xpnet(*a, "cpu", "numpy")))
+    if have_torch:
+        runners.append(("xpnet torch", "cpu", lambda *a: run_xpnet(*a, "cpu", "torch")))
+        runners.append(("torch reference", "cpu", lambda *a: run_torch_reference(*a, "cpu")))
+    if gpu_available("cupy"):
+        runners.append(("xpnet cupy", "cuda", lambda *a: run_xpnet(*a, "cuda", "cupy")))
+    if have_torch and gpu_available("torch"):
+        runners.append(("xpnet torch", "cuda", lambda *a: run_xpnet(*a, "cuda", "torch")))
+        runners.append(("torch reference", "cuda", lambda *a: run_torch_reference(*a, "cuda")))
+    return runners
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+def measure(
+    data, cfg: Config, iters_by_device: dict, seed: int, repeat: int, runners, log
+) -> list[dict]:
+    rows = []
+    for name, kind, fn in runners:
+        if cfg.name != "slides" and fn is run_slides:
+            continue  # the slides' TwoLayerNet has a single hidden layer
+        iters = iters_by_device[kind]
+        if kind == "cuda":  # the first use of each GPU kernel compiles it: time that separately
+            cold = fn(data, cfg, min(iters, 20), seed)
+        runs = [fn(data, cfg, iters, seed) for _ in range(repeat)]
+        seconds = statistics.median(r["seconds"] for r in runs)
+        row = {
+            "config": cfg.name, "runner": name, "device": kind, "iters": iters,
+            "seconds": seconds, "us_per_iter": 1e6 * seconds / iters,
+            "samples_per_s": iters * cfg.batch_size / seconds, "test_acc": runs[0]["test_acc"],
+            "all_seconds": [r["seconds"] for r in runs],
+        }  # fmt: skip
+        if kind == "cuda":
+            row["cold_seconds"] = cold["seconds"]
+        rows.append(row)
+        log(
+            f"  {cfg.name:6s} {name:20s} {kind:4s} {seconds:8.2f} s  test acc {row['test_acc']:.4f}"
+        )
+    for row in rows:
+        ref = [r for r in rows if r["runner"] == "torch reference" and r["device"] == row["device"]]
+        row["vs_torch"] = row["seconds"] / ref[0]["seconds"] if ref else None
+        slides = [r for r in rows if r["runner"] == "slides' NumPy code"]
+        row["vs_slides"] = row["seconds"] / slides[0]["seconds"] if slides else None
+    return rows
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    def ratio(v):
+        return "–" if v is None else f"{v:.2f}×"
+
+    lines = [
+        f"Device: {meta['device']}; {meta['data']}; seed {meta['seed']}; median of {meta['repeat']}.",
+        "",
+        "| config | runner | device | iterations | µs / iter | samples / s | test acc | vs torch ref | vs slides' code |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['runner']} | {r['device']} | {r['iters']} | {r['us_per_iter']:.0f} | "
+            f"{r['samples_per_s']:,.0f} | {r['test_acc']:.4f} | {ratio(r['vs_torch'])} | {ratio(r['vs_slides'])} |"
+        )
+    cold = [r for r in rows if "cold_seconds" in r]
+    if cold:
+        lines += ["", "First run on the GPU (kernel compilation, 20 iterations): " + ", ".join(
+            f"{r['runner']} {r['cold_seconds']:.1f} s" for r in cold)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def describe_machine() -> str:
+    parts = [platform.processor() or platform.machine(), f"{os.cpu_count()} CPU cores"]
+    if gpu_available("cupy"):
+        import cupy
+
+        parts.append(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode())
+    elif gpu_available("torch"):
+        import torch
+
+        parts.append(torch.cuda.get_device_name(0))
+    else:
+        parts.append("no GPU")
+    return ", ".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick", action="store_true", help="a few hundred iterations on a subset (for CI)"
+    )
+    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS))
+    p.add_argument(
+        "--iters", type=int, default=None, help="override the iteration count of every runner"
+    )
+    p.add_argument("--repeat", type=int, default=1, help="runs per runner; the median is reported")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the MNIST files (else $XPNET_DATA_DIR, the cache)",
+    )
+    p.add_argument(
+        "--no-slides", action="store_true", help="skip the slides' code (the slowest runner)"
+    )
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+
+    t_load = time.perf_counter()
+    data_dir = args.data_dir or os.environ.get("XPNET_MNIST_DIR")
+    n_train, n_test = (6000, 2000) if args.quick else (60_000, 10_000)
+    try:
+        data = load_dataset("mnist", data_dir, download=False, progress=False)
+        source = f"MNIST from {data.source}"
+    except XpnetError as exc:
+        print(
+            f"notice: MNIST is not available ({exc}); using synthetic data of MNIST's shape",
+            file=sys.stderr,
+        )
+        data, source = synthetic_mnist(n_train, n_test), "synthetic data of MNIST's shape"
+    load_seconds = time.perf_counter() - t_load
+    if args.quick:
+        data = Dataset(data.name, data.x_train[:n_train], data.t_train[:n_train], data.x_test[:n_test],
+                       data.t_test[:n_test], 10, data.source)  # fmt: skip
+        source += f" (quick: {n_train}/{n_test} samples)"
+    meta = {"device": describe_machine(), "data": source, "seed": args.seed, "repeat": args.repeat,
+            "load_seconds": load_seconds, "xpnet": xpnet.__version__, "numpy": np.__version__}  # fmt: skip
+    print(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s)")
+
+    runners = available_runners(include_slides=not args.no_slides)
+    rows = []
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        iters = dict(cfg.iters)
+        if args.quick:
+            iters = {k: QUICK_ITERS[name] for k in iters}
+        if args.iters:
+            iters = {k: args.iters for k in iters}
+        rows += measure(data, cfg, iters, args.seed, args.repeat, runners, print)
+    print()
+    print(markdown(rows, meta))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    bad = [r for r in rows if not math.isfinite(r["seconds"])]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
