@@ -49,22 +49,35 @@ def plot_run(history: list[dict], path, title: str = "") -> Path:
 
 
 def plot_comparison(
-    runs: dict[str, list[dict]], path, title: str = "", log_loss: bool = True
+    runs: dict[str, list[dict]],
+    path,
+    title: str = "",
+    log_loss: bool = True,
+    *,
+    styles: dict[str, dict] | None = None,
+    acc_ylim: tuple[float, float] = (0.0, 1.0),
 ) -> Path:
-    """One line per variant: training loss and test accuracy against iterations."""
+    """One line per variant: training loss and test accuracy against iterations.
+
+    `styles` maps a label to extra `Axes.plot` options (colour, line style, markers), so related
+    variants can share a colour. A run with a single log record is drawn as a dot. The legend is
+    drawn once, beside the accuracy panel, so it hides no curve however many variants there are.
+    """
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
     for label, history in runs.items():
         it = [r["iteration"] for r in history]
-        ax_loss.plot(it, [r["loss"] for r in history], label=label)
-        ax_acc.plot(it, [r["test_acc"] for r in history], label=label)
+        style = {"marker": "o"} if len(history) == 1 else {}
+        style.update((styles or {}).get(label, {}))
+        ax_loss.plot(it, [r["loss"] for r in history], label=label, **style)
+        ax_acc.plot(it, [r["test_acc"] for r in history], label=label, **style)
     ax_loss.set(xlabel="iteration", ylabel="mean minibatch loss", title="training loss")
     if log_loss:
         ax_loss.set_yscale("log")
-    ax_acc.set(xlabel="iteration", ylabel="test accuracy", title="test accuracy", ylim=(0, 1))
+    ax_acc.set(xlabel="iteration", ylabel="test accuracy", title="test accuracy", ylim=acc_ylim)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    ax_acc.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -1,0 +1,664 @@
+"""Comparison experiments: the slides' to-do list, each one command that writes a plot and a table.
+
+A comparison trains a few variants of one configuration that differ in one respect (activation,
+initial weights, learning rate, depth, width, optimizer, dataset). Every variant uses the same seed
+and batch size, hence the same initial-weight stream and the same sample order (the Trainer draws
+each epoch's order from (seed, epoch) alone). Each dataset is loaded once and shared by the variants.
+
+Into one folder go `<name>.png` (training loss and test accuracy, one line per variant),
+`<name>.md` (a table of the final values) and `<name>.json` (every history). A variant whose loss
+becomes NaN or infinite is recorded as diverged, with the curve it logged until then; in the
+`dataset` comparison a dataset that cannot be had is recorded as unavailable and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .backend import BACKENDS, Backend, resolve
+from .cli import DATASET_CHOICES, _positive_int
+from .datasets import Dataset, load_dataset
+from .errors import ConfigError, DataError, TrainingDiverged, XpnetError, choose
+from .fileio import atomic_write_text
+from .optimizers import OPTIMIZERS
+from .train import Interrupted, TrainConfig, Trainer, new_run_dir
+
+BATCH_SIZE = 100
+FULL_ITERS = 3000  # 5 epochs of MNIST at batch 100: long enough for every effect below to show
+QUICK_ITERS = 500  # about 33 epochs of the 1497 digits: seconds per comparison
+QUICK_SUBSET = (5000, 1000)  # train/test samples kept of MNIST-sized datasets under --quick
+CURVE_POINTS = 20  # log lines per curve; each evaluates the whole training and test sets
+DEEP = [100, 100, 100, 100]  # the book's 5-layer net for the init and optimizer comparisons
+
+#: display names, for tables and legends
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "digits (8x8)"}
+_INIT_TITLES = {"xavier": "Xavier", "lecun": "LeCun", "glorot": "Glorot", "he": "He"}
+_ACTIVATION_TITLES = {"relu": "ReLU", "sigmoid": "sigmoid", "tanh": "tanh"}
+_ACTIVATION_COLORS = {"sigmoid": "C0", "tanh": "C1", "relu": "C2"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One line of a comparison: a label and the TrainConfig fields that set it apart."""
+
+    label: str
+    settings: dict
+    style: dict = field(default_factory=dict)  # matplotlib line options, to group related lines
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    title: str
+    summary: str  # one line for --help
+    base: dict  # TrainConfig fields shared by every variant
+    variants: tuple[Variant, ...]
+
+
+def _act(name: str, hidden: list[int], init, deep_style: bool = False) -> Variant:
+    layers = "1 hidden layer" if len(hidden) == 1 else f"{len(hidden)} hidden layers"
+    style = {"color": _ACTIVATION_COLORS[name], "linestyle": "--" if deep_style else "-"}
+    return Variant(
+        f"{_ACTIVATION_TITLES[name]}, {layers}",
+        {"hidden": hidden, "activation": name, "init": init},
+        style,
+    )
+
+
+def _init(activation: str, init) -> Variant:
+    title = f"std {init}" if isinstance(init, float) else _INIT_TITLES[init]
+    return Variant(
+        f"{_ACTIVATION_TITLES[activation]}, {title}",
+        {"activation": activation, "init": init},
+        {"linestyle": "--" if activation == "sigmoid" else "-"},
+    )
+
+
+# The optimizer comparison's rates: the book's for SGD, Momentum and AdaGrad (0.01) and Adam
+# (0.001); Nesterov as Momentum; RMSProp and AdamW as Adam: rules that divide by √v move each
+# weight by about lr per step whatever the gradient's scale, so they take the smaller rate.
+OPTIMIZER_LRS = {
+    "sgd": 0.01,
+    "momentum": 0.01,
+    "nesterov": 0.01,
+    "adagrad": 0.01,
+    "rmsprop": 0.001,
+    "adam": 0.001,
+    "adamw": 0.001,
+}
+
+COMPARISONS: dict[str, Comparison] = {
+    c.name: c
+    for c in (
+        Comparison(
+            "activation",
+            "sigmoid vs tanh vs ReLU, shallow and deep",
+            "sigmoid, tanh and ReLU on the slides' 1-hidden-layer net and on a 4-hidden-layer net",
+            # each group keeps one init for every activation, so only the activation differs:
+            # the slides' std 0.01 for one hidden layer; for four, Xavier (the book's choice for
+            # sigmoid and tanh; std 0.01 would stop all three, see the init comparison)
+            {"optimizer": "sgd", "lr": 0.1},
+            tuple(_act(a, [50], 0.01) for a in ("sigmoid", "tanh", "relu"))
+            + tuple(_act(a, DEEP, "xavier", deep_style=True) for a in ("sigmoid", "tanh", "relu")),
+        ),
+        Comparison(
+            "init",
+            "initial weights on a 5-layer net",
+            "initial weight std 0.01 vs Xavier vs He, with sigmoid and ReLU, on a 5-layer net",
+            {"hidden": DEEP, "optimizer": "sgd", "lr": 0.1},
+            (
+                _init("sigmoid", 0.01),
+                _init("sigmoid", "xavier"),
+                _init("relu", 0.01),
+                _init("relu", "xavier"),
+                _init("relu", "he"),
+            ),
+        ),
+        Comparison(
+            "lr",
+            "learning rate sweep",
+            "SGD learning rates from 0.001 to 100 on the slides' net",
+            {"hidden": [50], "activation": "relu", "init": 0.01, "optimizer": "sgd"},
+            tuple(
+                Variant(f"lr {lr:g}", {"lr": lr})
+                for lr in (0.001, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+            ),
+        ),
+        Comparison(
+            "depth",
+            "number of hidden layers",
+            "1 to 5 hidden layers of 100 ReLU units, He init",
+            {"activation": "relu", "init": "he", "optimizer": "sgd", "lr": 0.1},
+            tuple(
+                Variant(f"{k} hidden layer{'s' if k > 1 else ''}", {"hidden": [100] * k})
+                for k in range(1, 6)
+            ),
+        ),
+        Comparison(
+            "width",
+            "width of the hidden layer",
+            "one hidden layer of 10, 50, 100, 500 or 1000 ReLU units, He init",
+            {"activation": "relu", "init": "he", "optimizer": "sgd", "lr": 0.1},
+            tuple(Variant(f"{w} units", {"hidden": [w]}) for w in (10, 50, 100, 500, 1000)),
+        ),
+        Comparison(
+            "optimizer",
+            "optimizers on a 5-layer net",
+            "SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam and AdamW on a 5-layer ReLU net, He init",
+            {"hidden": DEEP, "activation": "relu", "init": "he"},
+            tuple(
+                Variant(f"{OPTIMIZERS[name].__name__}, lr {lr:g}", {"optimizer": name, "lr": lr})
+                for name, lr in OPTIMIZER_LRS.items()
+            ),
+        ),
+        Comparison(
+            "dataset",
+            "the slides' net on each dataset",
+            "the slides' net (50 ReLU units, std 0.01, SGD lr 0.1) on MNIST, Fashion-MNIST and digits",
+            {"hidden": [50], "activation": "relu", "init": 0.01, "optimizer": "sgd", "lr": 0.1},
+            tuple(
+                Variant(DATASET_TITLES[d], {"dataset": d})
+                for d in ("mnist", "fashion-mnist", "digits")
+            ),
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def subset(dataset: Dataset, n_train: int, n_test: int) -> Dataset:
+    """The first n_train training and n_test test samples (the files' order is already mixed)."""
+    n_train, n_test = min(n_train, len(dataset.x_train)), min(n_test, len(dataset.x_test))
+    return replace(
+        dataset,
+        x_train=dataset.x_train[:n_train],
+        t_train=dataset.t_train[:n_train],
+        x_test=dataset.x_test[:n_test],
+        t_test=dataset.t_test[:n_test],
+        source=f"{dataset.source}; first {n_train} train / {n_test} test samples (--quick)",
+    )
+
+
+class DataCache:
+    """Loads each dataset once (its --quick subset if `quick`) and remembers failures as well.
+
+    `on_load(dataset)` is called once per dataset loaded, e.g. to print where it came from.
+    """
+
+    def __init__(self, data_dir=None, quick: bool = False, on_load: Callable | None = None):
+        self.data_dir = data_dir
+        self.quick = quick
+        self.on_load = on_load
+        self._loaded: dict[str, Dataset | DataError] = {}
+
+    def __call__(self, name: str) -> Dataset:
+        if name not in self._loaded:
+            try:
+                dataset = load_dataset(name, self.data_dir, progress=False)
+            except DataError as exc:
+                self._loaded[name] = exc
+            else:
+                if self.quick and dataset.name != "digits":
+                    dataset = subset(dataset, *QUICK_SUBSET)
+                self._loaded[name] = dataset
+                self._loaded.setdefault(dataset.name, dataset)  # "auto" is MNIST or digits
+                if self.on_load:
+                    self.on_load(dataset)
+        result = self._loaded[name]
+        if isinstance(result, DataError):
+            raise result
+        return result
+
+
+def unavailable_reason(exc: DataError) -> str:
+    """One line saying why a dataset cannot be had, without the advice that follows it."""
+    why, where = getattr(exc, "why", None), getattr(exc, "where", None)
+    if why and where:  # missing and not downloadable
+        return f"not in {where} and could not be downloaded ({why})"
+    # messages read "what went wrong; what to do": keep the first part
+    return str(exc).split("; ")[0].strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class Outcome:
+    """What became of one variant: status "ok", "diverged at iteration N", "unavailable: ..."."""
+
+    label: str
+    settings: dict  # the table's columns: network, activation, init, optimizer, lr, dataset
+    status: str
+    history: list[dict] = field(default_factory=list)
+    iterations: int = 0  # updates done
+    seconds: float = 0.0  # wall time, moving the data to the device included, loading it not
+    detail: str = ""  # the full message of a divergence or failure
+    config: dict | None = None
+    style: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict | None:
+        """The final record of a run that completed; None otherwise."""
+        return self.history[-1] if self.history and self.history[-1].get("final") else None
+
+
+@dataclass
+class Report:
+    comparison: Comparison
+    backend: str
+    dtype: str
+    iters: int
+    seed: int
+    log_every: int
+    quick: bool
+    command: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    datasets: dict[str, dict] = field(default_factory=dict)  # name -> sizes and source
+    interrupted: int | None = None  # the signal number, when stopped early
+
+
+def _settings_of(config: TrainConfig, dataset: Dataset | None) -> dict:
+    sizes = (
+        "-".join(str(n) for n in [dataset.x_train[0].size, *config.hidden, dataset.num_classes])
+        if dataset
+        else ""
+    )
+    init = config.init
+    optimizer = OPTIMIZERS[config.optimizer].__name__
+    if config.optimizer == "adamw":  # its decay is on by default: say so
+        optimizer += f" (decay {OPTIMIZERS['adamw']().weight_decay:g})"
+    return {
+        "dataset": DATASET_TITLES.get(dataset.name, dataset.name) if dataset else config.dataset,
+        "network": sizes,
+        "activation": _ACTIVATION_TITLES[config.activation],
+        "init": f"std {init:g}" if isinstance(init, float) else _INIT_TITLES.get(init, init),
+        "optimizer": optimizer,
+        "lr": config.lr,
+    }
+
+
+def _describe(dataset: Dataset) -> dict:
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "train_samples": int(dataset.x_train.shape[0]),
+        "test_samples": int(dataset.x_test.shape[0]),
+    }
+
+
+def run_comparison(
+    comparison: str | Comparison,
+    load: Callable[[str], Dataset],
+    backend: Backend,
+    *,
+    dataset: str = "auto",
+    iters: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    dtype: str = "float32",
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Report:
+    """Train every variant of a comparison (a name in COMPARISONS, or your own) and report them.
+
+    `load(name)` gives a dataset (a DataCache shares them between variants and comparisons);
+    `dataset` is the one every variant trains on unless it names its own (as in the `dataset`
+    comparison). A DataError from `load` propagates, except for a variant's own dataset, which is
+    then "unavailable". A SIGINT or SIGTERM stops after the current step: the report then holds
+    what finished and says so.
+    """
+    if not isinstance(comparison, Comparison):
+        comparison = COMPARISONS[choose("comparison", comparison, tuple(COMPARISONS))]
+    iters = iters or (QUICK_ITERS if quick else FULL_ITERS)
+    log_every = max(1, round(iters / CURVE_POINTS))
+    report = Report(comparison, str(backend), dtype, iters, seed, log_every, quick)
+    for variant in comparison.variants:
+        if report.interrupted is not None:
+            outcome = Outcome(variant.label, {}, "not run (interrupted)", style=variant.style)
+        else:
+            outcome = _run_variant(comparison, variant, load, backend, report, dataset)
+        report.outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+    return report
+
+
+def _run_variant(comparison, variant, load, backend, report: Report, dataset: str) -> Outcome:
+    config = TrainConfig(
+        **{"dataset": dataset, **comparison.base, **variant.settings},
+        device=str(backend.device), backend=backend.name, dtype=report.dtype,
+        batch_size=BATCH_SIZE, iters=report.iters, seed=report.seed, log_every=report.log_every,
+    )  # fmt: skip
+    try:
+        data = load(config.dataset)
+    except DataError as exc:
+        if "dataset" not in variant.settings:  # the data every variant needs: a real error
+            raise
+        reason = unavailable_reason(exc)
+        return Outcome(variant.label, _settings_of(config, None), f"unavailable: {reason}",
+                       detail=str(exc), config=asdict(config), style=variant.style)  # fmt: skip
+    report.datasets.setdefault(data.name, _describe(data))
+    config.dataset = data.name
+    t0 = time.perf_counter()
+    trainer = Trainer(config, data, None, verbose=False, progress=False, backend=backend)
+    status, detail = "ok", ""
+    try:
+        last = trainer.run()
+        first = trainer.history[0]["loss"]
+        if last["loss"] >= first:  # finite, yet no better than the untrained net: say so
+            status = f"loss did not fall ({first:.2f} → {last['loss']:.2f})"
+    except TrainingDiverged as exc:
+        status, detail = f"diverged at iteration {trainer.iteration}", str(exc)
+    except Interrupted as exc:
+        status, detail = f"interrupted at iteration {trainer.iteration}", str(exc)
+        report.interrupted = exc.signum
+    return Outcome(
+        variant.label,
+        _settings_of(config, data),
+        status,
+        list(trainer.history),
+        trainer.iteration,
+        time.perf_counter() - t0,
+        detail,
+        asdict(config),
+        variant.style,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+_COLUMNS = ("variant", "dataset", "network", "activation", "init", "optimizer", "lr", "iterations",
+            "train acc", "test acc", "loss", "time (s)", "status")  # fmt: skip
+
+
+def table_rows(report: Report) -> list[list[str]]:
+    """The Markdown table's cells, one row per variant in the comparison's order."""
+    rows = []
+    for o in report.outcomes:
+        s, f = o.settings, o.final
+        rows.append([
+            o.label, s.get("dataset", ""), s.get("network", ""), s.get("activation", ""),
+            s.get("init", ""), s.get("optimizer", ""), f"{s['lr']:g}" if "lr" in s else "",
+            str(o.iterations) if o.history else "",
+            f"{f['train_acc']:.4f}" if f else "—", f"{f['test_acc']:.4f}" if f else "—",
+            f"{f['loss']:.4f}" if f else "—", f"{o.seconds:.1f}" if o.history else "",
+            o.status,
+        ])  # fmt: skip
+    return [[cell.replace("|", "\\|") for cell in row] for row in rows]
+
+
+def markdown(report: Report) -> str:
+    c = report.comparison
+    data = "; ".join(
+        f"{DATASET_TITLES.get(d['name'], d['name'])}: {d['train_samples']} train / "
+        f"{d['test_samples']} test samples from {d['source']}"
+        for d in report.datasets.values()
+    )
+    evaluations = len(range(0, report.iters, report.log_every)) + 1
+    lines = [f"# {c.name}: {c.title}", ""]
+    if report.command:
+        lines += ["```", report.command, "```", ""]
+    lines += [
+        f"{c.summary}. Every variant: batch {BATCH_SIZE}, {report.iters} iterations, seed "
+        f"{report.seed} (so the same sample order on one dataset), {report.backend}, "
+        f"{report.dtype}.",
+        "",
+        f"Data: {data or 'none could be loaded'}.",
+        "",
+        "| " + " | ".join(_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in _COLUMNS) + "|",
+        *("| " + " | ".join(row) + " |" for row in table_rows(report)),
+        "",
+        f"train acc and test acc: accuracy on the whole training and test sets after the last "
+        f"update; loss: the mean minibatch loss over the last {report.log_every} iterations; time: "
+        f'wall-clock seconds including {evaluations} evaluations. "diverged at iteration N": '
+        f"the first log point (every {report.log_every} iterations) at which the loss was NaN or "
+        f"infinite; its curve ends at the last finite one.",
+    ]
+    if report.interrupted is not None:
+        lines += [
+            "",
+            "The run was interrupted; the variants after the interrupted one were not run.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def to_json(report: Report) -> str:
+    c = report.comparison
+    doc = {
+        "comparison": c.name,
+        "title": c.title,
+        "summary": c.summary,
+        "command": report.command,
+        "backend": report.backend,
+        "dtype": report.dtype,
+        "batch_size": BATCH_SIZE,
+        "iterations": report.iters,
+        "seed": report.seed,
+        "log_every": report.log_every,
+        "quick": report.quick,
+        "datasets": list(report.datasets.values()),
+        "interrupted": report.interrupted is not None,
+        "variants": [
+            {
+                "label": o.label,
+                "status": o.status,
+                "settings": o.settings,
+                "iterations": o.iterations,
+                "seconds": round(o.seconds, 3),
+                "final": o.final,
+                "detail": o.detail,
+                "config": o.config,
+                "history": o.history,
+            }
+            for o in report.outcomes
+        ],
+    }
+    return json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n"
+
+
+def _acc_ylim(report: Report) -> tuple[float, float]:
+    # When every run ends high, zoom in on the top: 0.96 against 0.98 is the point there, and on
+    # a 0..1 axis it is invisible. The first log points fall below the axis then.
+    finals = [o.final["test_acc"] for o in report.outcomes if o.final]
+    low = min(finals, default=0.0)
+    if low < 0.6:
+        return (0.0, 1.0)
+    return (math.floor((low - 0.05) * 10) / 10, 1.0)
+
+
+def plot(report: Report, path) -> Path:
+    from .plots import plot_comparison
+
+    runs, styles = {}, {}
+    for o in report.outcomes:
+        if not o.history:
+            continue
+        # "diverged at iteration 150" -> "(diverged)": the table has the rest
+        label = o.label if o.final else f"{o.label} ({o.status.split(' at ')[0]})"
+        runs[label] = o.history
+        styles[label] = dict(o.style)
+        if not o.final:  # mark where the curve stops
+            styles[label].update(marker="x", markevery=[len(o.history) - 1])
+    names = ", ".join(DATASET_TITLES.get(d["name"], d["name"]) for d in report.datasets.values())
+    title = (
+        f"{report.comparison.title}: {names}, batch {BATCH_SIZE}, {report.iters} iterations, "
+        f"seed {report.seed}"
+    )
+    return plot_comparison(runs, path, title, styles=styles, acc_ylim=_acc_ylim(report))
+
+
+def write_report(report: Report, out) -> list[Path]:
+    """Write <name>.md, <name>.json and, when matplotlib is installed, <name>.png into `out`."""
+    from .plots import have_matplotlib
+
+    out, name = Path(out), report.comparison.name
+    paths = [
+        atomic_write_text(out / f"{name}.md", markdown(report)),
+        atomic_write_text(out / f"{name}.json", to_json(report)),
+    ]
+    if have_matplotlib():
+        paths.insert(0, plot(report, out / f"{name}.png"))
+    else:
+        print(
+            f"notice: matplotlib is not installed, so {name}.png was not drawn (pip install matplotlib)",
+            file=sys.stderr,
+        )
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = (*COMPARISONS, "all")
+    p = argparse.ArgumentParser(
+        prog="compare.py",
+        description="Run one of the slides' comparison experiments: train a few variants that "
+        "differ in one respect, with the same seed and sample order, and write a plot and a table.",
+        epilog="Comparisons: "
+        + "; ".join(f"{c.name}: {c.summary}" for c in COMPARISONS.values())
+        + "; all: each of them in turn. "
+        f"Default length: {FULL_ITERS} iterations on MNIST (batch {BATCH_SIZE}); --quick: "
+        f"{QUICK_ITERS} iterations on the offline digits (or on {QUICK_SUBSET[0]} MNIST samples "
+        f"with --dataset mnist). Writes <name>.png, <name>.md and <name>.json into --out.",
+    )
+    p.add_argument("comparison", choices=names, metavar="COMPARISON",
+                   help=f"one of: {', '.join(names)}")  # fmt: skip
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: a new folder under runs/)")  # fmt: skip
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: the GPU when CuPy sees one, else the CPU (default: auto)")  # fmt: skip
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="array library (default: cupy for cuda, numpy for cpu)")  # fmt: skip
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="folder holding the dataset files; default: $XPNET_DATA_DIR, else ~/.cache/xpnet")  # fmt: skip
+    p.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
+                   help="what every comparison but `dataset` trains on (default: auto, i.e. MNIST if "
+                   "it can be had, else digits; digits with --quick)")  # fmt: skip
+    p.add_argument("--iters", type=_positive_int, default=None,
+                   help=f"iterations per variant (default: {FULL_ITERS}; {QUICK_ITERS} with --quick)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
+    p.add_argument("--quick", action="store_true",
+                   help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _print_outcome(o: Outcome) -> None:
+    if o.final:
+        f = o.final
+        note = "" if o.status == "ok" else f"  {o.status}"
+        print(f"  {o.label:<26} test acc {f['test_acc']:.4f}  train acc {f['train_acc']:.4f}  "
+              f"{o.seconds:6.1f} s{note}", flush=True)  # fmt: skip
+    else:
+        time_ = f"  {o.seconds:6.1f} s" if o.history else ""
+        print(f"  {o.label:<26} {o.status}{time_}", flush=True)
+
+
+def _print_dataset(d: Dataset) -> None:
+    if d.notice:
+        print(f"notice: {d.notice}", file=sys.stderr)
+    print(
+        f"dataset: {d.name} from {d.source} ({len(d.x_train)} train / {len(d.x_test)} test samples)"
+    )
+
+
+def _make_folder(out: Path) -> None:
+    # before any training, so a bad --out costs no time
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise XpnetError(
+            f"--out {out} is a file, not a folder; choose another output folder"
+        ) from None
+    except OSError as exc:
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+        raise XpnetError(f"cannot create the output folder {out}: {reason}") from None
+
+
+def run(args, argv) -> int:
+    names = list(COMPARISONS) if args.comparison == "all" else [args.comparison]
+    dataset = args.dataset or ("digits" if args.quick else "auto")
+    be = resolve(args.device, args.backend)
+    print(f"backend: {be}, dtype float32")
+    load = DataCache(args.data_dir, args.quick, on_load=_print_dataset)
+    if names != ["dataset"]:
+        load(dataset)  # a missing or broken dataset is an error before anything runs
+    if args.dataset and "dataset" in names:
+        print("notice: the dataset comparison trains on each dataset; --dataset applies to the others",
+              file=sys.stderr)  # fmt: skip
+    out = Path(args.out) if args.out else new_run_dir("runs", f"compare-{args.comparison}")
+    _make_folder(out)
+    print(f"output:  {out}")
+    command = "python scripts/compare.py " + shlex.join(argv)
+    for name in names:
+        c = COMPARISONS[name]
+        iters = args.iters or (QUICK_ITERS if args.quick else FULL_ITERS)
+        print(f"{name}: {c.summary}; {iters} iterations each")
+        report = run_comparison(
+            name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
+            on_outcome=_print_outcome,
+        )  # fmt: skip
+        report.command = command
+        paths = write_report(report, out)
+        print(f"wrote {out}/{{{', '.join(p.name for p in paths)}}}")
+        if report.interrupted is not None:
+            print("interrupted: the finished variants are in the files above", file=sys.stderr)
+            return 128 + report.interrupted
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return run(args, argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing more was written", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except XpnetError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
