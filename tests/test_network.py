@@ -16,9 +16,12 @@ def small_batch(backend, rng, n=6, features=8, classes=4, dtype="float64"):
     return x, t
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
 @pytest.mark.parametrize("labels", ["int", "onehot"])
-def test_two_layer_net_gradient_matches_numerical(labels, backend, rng):
-    net = TwoLayerNet(8, 5, 4, weight_init_std=1.0, device=backend, dtype="float64", seed=3)
+def test_two_layer_net_gradient_matches_numerical(labels, fast, backend, rng):
+    net = TwoLayerNet(
+        8, 5, 4, weight_init_std=1.0, device=backend, dtype="float64", seed=3, fast=fast
+    )
     x, t = small_batch(backend, rng)
     if labels == "onehot":
         t = xpnet.one_hot(t, 4, dtype=backend.dtype("float64"))
@@ -30,19 +33,15 @@ def test_two_layer_net_gradient_matches_numerical(labels, backend, rng):
         assert max_relative_error(grads[key], numeric) < 1e-6, key
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
-def test_multilayer_net_with_weight_decay_gradient_matches_numerical(activation, backend, rng):
+def test_multilayer_net_with_weight_decay_gradient_matches_numerical(
+    activation, fast, backend, rng
+):
     net = MultiLayerNet(
-        8,
-        [6, 5, 4],
-        3,
-        activation,
-        weight_init="he",
-        weight_decay=0.1,
-        device=backend,
-        dtype="float64",
-        seed=1,
-    )
+        8, [6, 5, 4], 3, activation, weight_init="he", weight_decay=0.1,
+        device=backend, dtype="float64", seed=1, fast=fast,
+    )  # fmt: skip
     # nonzero biases: with zero biases a sample whose first hidden layer is all dead puts the next
     # pre-activation exactly on ReLU's kink, where a central difference is meaningless
     net.set_params(
@@ -146,17 +145,19 @@ def test_mixing_devices_is_a_clear_error(rng):
         net.predict(x)
 
 
-def test_set_params_checks_names_and_shapes():
-    net = TwoLayerNet(8, 5, 4)
-    params = {k: v.copy() for k, v in net.params.items()}
-    params["W1"] = params["W1"] * 0 + 1
-    net.set_params(params)
-    assert net.params["W1"] is params["W1"]
-    assert net.layers["Affine1"].W is params["W1"]
+def test_set_params_copies_in_place_and_checks_names_and_shapes(backend):
+    net = TwoLayerNet(8, 5, 4, device=backend)
+    before = net.params
+    new = {k: backend.asarray(np.full(tuple(v.shape), 0.5), "float32") for k, v in before.items()}
+    net.set_params(new)
+    for key, param in net.params.items():
+        assert param is before[key], "set_params keeps the arrays (views, optimizer references)"
+        np.testing.assert_array_equal(to_numpy(param), 0.5)
+    assert net.layers["Affine1"].W is before["W1"]
     with pytest.raises(ShapeError, match=r"W1 of Affine1 has shape \(8, 5\)"):
-        net.set_params({**params, "W1": np.zeros((8, 6), np.float32)})
+        net.set_params({**new, "W1": backend.zeros((8, 6))})
     with pytest.raises(ShapeError, match="parameter names differ"):
-        net.set_params({"W1": params["W1"]})
+        net.set_params({"W1": new["W1"]})
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from .backend import Backend, Random, backend_of, namespace_of, resolve
 from .errors import BackendError, ConfigError, ShapeError, choose
+from .fused import FusedStep, has_views
 from .initializers import init_std
 from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss
+
+
+@dataclass
+class FlatParams:
+    """All parameters in one 1-D array, all gradients in another; `layout` says where each is.
+
+    layout: [(key, start, stop, shape)], in the network's parameter order.
+    """
+
+    params: Any
+    grads: Any
+    layout: list
 
 
 class Network:
@@ -22,9 +38,17 @@ class Network:
     attribute and position ("W1", "b1", "W2", "b2"), as in the book. ``params`` and ``grads`` are
     dicts of the layers' own arrays, so an optimizer that updates ``params[key]`` in place updates
     the layer.
+
+    With ``fast=True`` (the default) on NumPy, CuPy and PyTorch, the parameters and gradients are
+    views into one flat buffer each (``self.flat``), and a network of Affine and activation
+    layers ending in SoftmaxWithLoss trains through ``xpnet.fused`` (fewer, fused operations; the
+    same numbers up to rounding). The gradient arrays are then reused: each backward pass
+    overwrites the previous one's, so copy them to keep them.
     """
 
-    def __init__(self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0):
+    def __init__(
+        self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0, fast: bool = True
+    ):
         if not layers:
             raise ConfigError("a network needs at least one layer")
         self.layers: OrderedDict[str, Layer] = OrderedDict()
@@ -40,6 +64,33 @@ class Network:
             raise ConfigError("a network needs at least one layer with parameters")
         self.last_layer = loss_layer if loss_layer is not None else SoftmaxWithLoss()
         self.weight_decay = float(weight_decay)
+        self.flat: FlatParams | None = None
+        self._fused = None
+        self._label_dtypes: set = set()
+        if fast:
+            self._pack()
+
+    def _pack(self) -> None:
+        """Move every parameter into one flat buffer (and make the gradients views of another)."""
+        ref = self._first_param()
+        xp = namespace_of(ref)
+        if not has_views(xp):
+            return
+        layout, offset = [], 0
+        for key, layer, attr in self._slots:
+            n = math.prod(getattr(layer, attr).shape)
+            layout.append((key, offset, offset + n, tuple(getattr(layer, attr).shape)))
+            offset += n
+        kw = {"dtype": ref.dtype, "device": device_of(ref)}
+        flat = FlatParams(xp.zeros(offset, **kw), xp.zeros(offset, **kw), layout)
+        for (_, layer, attr), (_, start, stop, shape) in zip(self._slots, layout, strict=True):
+            view = xp.reshape(flat.params[start:stop], shape)
+            view[...] = getattr(layer, attr)
+            setattr(layer, attr, view)
+            setattr(layer, "d" + attr, xp.reshape(flat.grads[start:stop], shape))
+        self.flat = flat
+        self._grad_views = self.grads
+        self._fused = FusedStep.plan(list(self.layers.values()), self.last_layer)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -54,19 +105,24 @@ class Network:
         return {key: getattr(layer, "d" + attr) for key, layer, attr in self._slots}
 
     def set_params(self, params: dict) -> None:
-        """Replace every parameter array (same keys and shapes), e.g. when loading a checkpoint."""
+        """Copy new values into every parameter (same keys and shapes), e.g. from a checkpoint.
+
+        The arrays are written in place, so views (the flat buffer) and references held by an
+        optimizer stay valid; `params` must be on the network's backend and device.
+        """
         current = self.params
         if set(params) != set(current):
             raise ShapeError(
                 f"parameter names differ: the network has {sorted(current)}, got {sorted(params)}"
             )
-        for key, layer, attr in self._slots:
+        for key, layer, _ in self._slots:
             new, old = params[key], current[key]
             if tuple(new.shape) != tuple(old.shape):
                 raise ShapeError(
                     f"{key} of {layer.name} has shape {tuple(old.shape)}, got {tuple(new.shape)}"
                 )
-            setattr(layer, attr, new)
+        for key, _, _ in self._slots:
+            current[key][...] = params[key]
 
     def _first_param(self):
         _, layer, attr = self._slots[0]
@@ -136,20 +192,43 @@ class Network:
 
         The first layer computes no dL/dx, which nothing would use.
         """
-        loss = self.loss(x, t, train=True)
-        dout = self.last_layer.backward(1.0)
-        layers = list(self.layers.values())
-        for i in range(len(layers) - 1, -1, -1):
-            dout = layers[i].backward(dout, input_grad=i > 0)
+        fused = self._fused is not None and t.ndim == 1 and self._integer_labels(t)
+        if fused:
+            loss = self._fused.forward_backward(self._prepare(x), self._prepare(t, "labels"))
+        else:
+            loss = self.loss(x, t, train=True)
+            dout = self.last_layer.backward(1.0)
+            layers = list(self.layers.values())
+            for i in range(len(layers) - 1, -1, -1):
+                dout = layers[i].backward(dout, input_grad=i > 0)
+            if self.flat is not None:  # keep the gradients in the flat buffer
+                for key, layer, attr in self._slots:
+                    view = self._grad_views[key]
+                    view[...] = getattr(layer, "d" + attr)
+                    setattr(layer, "d" + attr, view)
         if self.weight_decay:
-            for layer in layers:
+            xp = namespace_of(loss)
+            if fused:  # the reference path's loss() already holds the penalty
+                loss = loss + self._decay_loss(xp)
+            for layer in self.layers.values():
                 for p in layer.decay_names:
-                    setattr(
-                        layer,
-                        "d" + p,
-                        getattr(layer, "d" + p) + self.weight_decay * getattr(layer, p),
-                    )
+                    grad = getattr(layer, "d" + p)
+                    grad += self.weight_decay * getattr(layer, p)
         return loss
+
+    def _integer_labels(self, t) -> bool:
+        if t.dtype not in self._label_dtypes:
+            if not namespace_of(t).isdtype(t.dtype, "integral"):
+                return False
+            self._label_dtypes.add(t.dtype)
+        return True
+
+    def step(self, optimizer) -> None:
+        """Update the parameters from the last gradients: at once, when they share a flat buffer."""
+        if self.flat is not None and hasattr(optimizer, "update_flat"):
+            optimizer.update_flat(self.flat)
+        else:
+            optimizer.update(self.params, self.grads)
 
     def gradient(self, x, t) -> dict:
         """Gradients of the loss with respect to every parameter, by backpropagation."""
@@ -208,6 +287,7 @@ class MultiLayerNet(Network):
         backend: str | None = None,
         dtype="float32",
         seed: int | None = 0,
+        fast: bool = True,
     ):
         sizes = [input_size, *hidden_sizes, output_size]
         if any(not isinstance(n, int) or n <= 0 for n in sizes):
@@ -229,7 +309,7 @@ class MultiLayerNet(Network):
             layers.append(Affine(W, be.zeros((n_out,), dtype)))
             if i < len(sizes) - 2:
                 layers.append(activation_cls())
-        super().__init__(layers, SoftmaxWithLoss(), weight_decay)
+        super().__init__(layers, SoftmaxWithLoss(), weight_decay, fast)
         self.sizes = sizes
         self.config = {
             "input_size": input_size,
@@ -255,15 +335,9 @@ class TwoLayerNet(MultiLayerNet):
         backend: str | None = None,
         dtype="float32",
         seed: int | None = 0,
+        fast: bool = True,
     ):
         super().__init__(
-            input_size,
-            [hidden_size],
-            output_size,
-            "relu",
-            weight_init_std,
-            device=device,
-            backend=backend,
-            dtype=dtype,
-            seed=seed,
-        )
+            input_size, [hidden_size], output_size, "relu", weight_init_std,
+            device=device, backend=backend, dtype=dtype, seed=seed, fast=fast,
+        )  # fmt: skip
