@@ -263,7 +263,7 @@ class Trainer:
                 losses.append(
                     net.forward_backward(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
                 )
-                opt.update(net.params, net.grads)
+                net.step(opt)
                 self.iteration += 1
                 bar.update()
                 if stop_signals.signum is not None:
