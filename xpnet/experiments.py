@@ -498,13 +498,16 @@ def plot(report: Report, path) -> Path:
 
     runs, styles = {}, {}
     for o in report.outcomes:
-        if not o.history:
-            continue
-        # "diverged at iteration 150" -> "(diverged)": the table has the rest
-        label = o.label if o.final else f"{o.label} ({o.status.split(' at ')[0]})"
+        # "diverged at iteration 150" -> "(diverged)", "unavailable: ..." -> "(unavailable)": the
+        # table has the rest. A variant with no curve still gets its legend entry, so the plot
+        # says it was tried.
+        short = o.status.split(":")[0].split(" at ")[0]
+        label = o.label if o.final else f"{o.label} ({short})"
         runs[label] = o.history
         styles[label] = dict(o.style)
-        if not o.final:  # mark where the curve stops
+        if not o.history:  # its name in the legend, with no line sample
+            styles[label].update(linestyle="none")
+        elif not o.final:  # mark where the curve stops
             styles[label].update(marker="x", markevery=[len(o.history) - 1])
     names = ", ".join(DATASET_TITLES.get(d["name"], d["name"]) for d in report.datasets.values())
     title = (
