@@ -96,6 +96,7 @@ def test_every_comparison_runs_quick_and_writes_plot_table_and_histories(name, t
         assert status["digits (8x8)"] == "ok"
         for missing in ("MNIST", "Fashion-MNIST"):
             assert status[missing].startswith("unavailable: not in ")
+            assert {r["variant"]: r["dataset"] for r in rows}[missing] == missing
             assert "could not be downloaded (no mirrors are configured)" in status[missing]
     else:
         assert all(r["status"] == "ok" or r["status"].startswith("loss did not fall") for r in rows)

@@ -278,12 +278,12 @@ def _settings_of(config: TrainConfig, dataset: Dataset | None) -> dict:
         if dataset
         else ""
     )
-    init = config.init
+    init, name = config.init, dataset.name if dataset else config.dataset
     optimizer = OPTIMIZERS[config.optimizer].__name__
     if config.optimizer == "adamw":  # its decay is on by default: say so
         optimizer += f" (decay {OPTIMIZERS['adamw']().weight_decay:g})"
     return {
-        "dataset": DATASET_TITLES.get(dataset.name, dataset.name) if dataset else config.dataset,
+        "dataset": DATASET_TITLES.get(name, name),
         "network": sizes,
         "activation": _ACTIVATION_TITLES[config.activation],
         "init": f"std {init:g}" if isinstance(init, float) else _INIT_TITLES.get(init, init),
