@@ -566,9 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
                    help="what every comparison but `dataset` trains on (default: auto, i.e. MNIST if "
                    "it can be had, else digits; digits with --quick)")  # fmt: skip
-    p.add_argument("--iters", type=_positive_int, default=None,
+    p.add_argument("--iters", type=_positive_int, default=None, metavar="N",
                    help=f"iterations per variant (default: {FULL_ITERS}; {QUICK_ITERS} with --quick)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
