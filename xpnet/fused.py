@@ -386,8 +386,8 @@ class FusedStep:
             kernels = kernels_for(namespace_of(affines[0].W))
         return cls(affines, [ACTIVATION_NAMES[type(a)] for a in activations], loss_layer, kernels)
 
-    def forward_backward(self, x, t):
-        """The mean loss of batch (x, t); every dW, db is left in the layers' gradient arrays."""
+    def _hidden(self, x) -> list:
+        """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""
         k = self.kernels
         if x.ndim != 2:
             x = k.xp.reshape(x, (x.shape[0], -1))
@@ -397,6 +397,17 @@ class FusedStep:
         outputs = [x]
         for affine, act in zip(self.affines[:-1], self.activations, strict=True):
             outputs.append(k.bias_act(k.matmul(outputs[-1], affine.W), affine.b, act))
+        return outputs
+
+    def predict(self, x):
+        """Scores (before softmax) for a batch, keeping nothing for a backward pass."""
+        last = self.affines[-1]
+        return self.kernels.matmul(self._hidden(x)[-1], last.W) + last.b
+
+    def forward_backward(self, x, t):
+        """The mean loss of batch (x, t); every dW, db is left in the layers' gradient arrays."""
+        k = self.kernels
+        outputs = self._hidden(x)
         last = self.affines[-1]
         loss, dz = k.softmax_xent(k.matmul(outputs[-1], last.W), last.b, t)
         for i in range(len(self.affines) - 1, -1, -1):

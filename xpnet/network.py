@@ -164,6 +164,8 @@ class Network:
     def predict(self, x, train: bool = False):
         """Scores (pre-softmax outputs) for a batch x."""
         x = self._prepare(x)
+        if not train and self._fused is not None:
+            return self._fused.predict(x)
         for layer in self.layers.values():
             x = layer.forward(x, train)
         return x
