@@ -434,13 +434,35 @@ def test_an_idx_file_of_the_wrong_shape_is_rejected(tiny, tmp_path):
         load_dataset("mnist", tmp_path)
 
 
-def test_the_other_datasets_files_are_recognised(tiny, tmp_path, monkeypatch):
+def test_the_other_datasets_files_in_its_own_subfolder_are_named(tiny, tmp_path, monkeypatch):
     other = make_tiny(seed=1)
     monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
+    sub = tmp_path / "fashion-mnist"
+    sub.mkdir()
     for n in NAMES:
-        (tmp_path / f"{n}.gz").write_bytes(tiny.gz[n])  # MNIST's files, asked for as Fashion-MNIST
+        (sub / f"{n}.gz").write_bytes(tiny.gz[n])  # MNIST's files where Fashion-MNIST's belong
     with pytest.raises(DataError, match=r"wrong checksum .*it is MNIST's file \(--dataset mnist\)"):
         load_dataset("fashion-mnist", tmp_path)
+
+
+def test_a_flat_folder_of_the_other_dataset_is_left_alone(
+    tiny, tmp_path, monkeypatch, closed_port_url
+):
+    """MNIST's files lying flat in a folder are not Fashion-MNIST's: skipped, never 'delete it'."""
+    other = make_tiny(seed=1)
+    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
+    monkeypatch.setitem(datasets.MIRRORS, "fashion-mnist", (closed_port_url,))
+    for n in NAMES:
+        (tmp_path / f"{n}.gz").write_bytes(tiny.gz[n])
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist", tmp_path)
+    message = str(info.value)
+    assert "could not download" in message and "delete" not in message
+    assert f"{tmp_path / NAMES[0]}.gz is MNIST's" in message
+    assert snapshot(tmp_path) == before
+    # and the MNIST files still serve MNIST
+    assert_is_tiny(load_dataset("mnist", tmp_path), tiny)
 
 
 def test_an_interrupted_download_leaves_no_file(tiny, isolated, monkeypatch):

@@ -153,12 +153,12 @@ def test_missing_training_data_is_an_error_not_a_row(tmp_path, capsys):
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
-    assert main(["width", "--quick", "--out", str(tmp_path / "taken")]) == 1
+    assert main(["width", "--quick", "--out", str(tmp_path / "taken")]) == 2  # a usage error
     err = capsys.readouterr().err
-    assert (
-        err
-        == f"error: --out {tmp_path / 'taken'} is a file, not a folder; choose another output folder\n"
+    assert err.endswith(
+        f"compare.py: error: --out {tmp_path / 'taken'} is a file, not a folder; choose another output folder\n"
     )
+    assert "Traceback" not in err
 
 
 def test_unknown_comparison_exits_2_naming_the_valid_ones():

@@ -9,6 +9,7 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ _FIXED_ON_RESUME = (
 )  # fmt: skip
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -38,7 +39,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -48,7 +49,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else ~/.cache/xpnet")  # fmt: skip
 
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N", default=None,
+    g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N", default=None,
                    help=f"hidden layer sizes, e.g. --hidden 100 100 100 (default: {d.hidden[0]})")  # fmt: skip
     g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
                    help=f"hidden activation (default: {d.activation})")  # fmt: skip
@@ -101,22 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
                    help=f"update rule (default: {d.optimizer})")  # fmt: skip
     g.add_argument(
-        "--lr", type=_positive_float, default=None, help=f"learning rate (default: {d.lr})"
+        "--lr", type=positive_float, default=None, help=f"learning rate (default: {d.lr})"
     )
-    g.add_argument("--weight-decay", type=_non_negative_float, default=None,
+    g.add_argument("--weight-decay", type=non_negative_float, default=None,
                    help="L2 penalty λ: adds ½·λ·Σ‖W‖² to the loss (default: 0)")  # fmt: skip
     g.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"minibatch size (default: {d.batch_size})",
     )
     length = g.add_mutually_exclusive_group()
     length.add_argument(
-        "--iters", type=_positive_int, default=None, help=f"number of updates (default: {d.iters})"
+        "--iters", type=positive_int, default=None, help=f"number of updates (default: {d.iters})"
     )
     length.add_argument(
-        "--epochs", type=_positive_float, default=None, help="number of epochs (instead of --iters)"
+        "--epochs", type=positive_float, default=None, help="number of epochs (instead of --iters)"
     )
     g.add_argument(
         "--seed",
@@ -124,13 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seed for initial weights and sample order (default: 0)",
     )
-    g.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--log-every", type=positive_int, default=None, metavar="N",
                    help="iterations between log lines (default: one epoch)")  # fmt: skip
 
     g = p.add_argument_group("output and checkpoints")
     g.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: a new folder under runs/; with --resume, the checkpoint's folder)")  # fmt: skip
-    g.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="also write checkpoint.npz every N iterations (default: at every log line)")  # fmt: skip
     g.add_argument("--resume", metavar="CHECKPOINT", default=None,
                    help="continue the run saved in CHECKPOINT (e.g. runs/X/checkpoint.npz)")  # fmt: skip
@@ -188,17 +189,21 @@ def run(args) -> int:
     from .backend import resolve
 
     be = resolve(config.device, config.backend)
+    if args.out:  # before the data is loaded, so a bad --out costs no time
+        prepare_output_folder(Path(args.out))
     dataset = _load_data(config, progress)
     if dataset.notice:
         print(f"notice: {dataset.notice}", file=sys.stderr)
 
     if args.resume:
-        out = Path(args.out) if args.out else Path(args.resume).parent
+        out = prepare_output_folder(Path(args.out) if args.out else Path(args.resume).parent)
         trainer = Trainer.resume(
             args.resume, dataset, out, overrides=config.__dict__, progress=progress, backend=be
         )
     else:
-        out = Path(args.out) if args.out else new_run_dir("runs", dataset.name)
+        out = (
+            prepare_output_folder(Path(args.out)) if args.out else new_run_dir("runs", dataset.name)
+        )
         trainer = Trainer(config, dataset, out, progress=progress, backend=be)
 
     n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
@@ -246,8 +251,28 @@ def _plot(trainer, out: Path) -> None:
     plot_run(trainer.history, out / "curves.png", title)
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
+def prepare_output_folder(out: Path) -> Path:
+    """Create the output folder before any training, so a bad --out costs no time."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--out {out} is a file, not a folder; choose another output folder"
+        ) from None
+    except OSError as exc:
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+        raise XpnetError(
+            f"cannot create the output folder {out}: {reason}; choose another with --out"
+        ) from None
+    return out
+
+
+def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
+    """Parse `argv` and call run(args), turning errors a user can cause into one line and an exit status.
+
+    Exit 2 for usage errors (argparse's own and ConfigError), 1 for other XpnetErrors, 128 + the
+    signal after Ctrl-C or SIGTERM; a traceback only with --debug.
+    """
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     try:
@@ -256,7 +281,7 @@ def main(argv=None) -> int:
         print(f"\ninterrupted: {exc}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
+        print("\ninterrupted; nothing more was written", file=sys.stderr)
         return 130
     except ConfigError as exc:
         if args.debug:
@@ -269,3 +294,7 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv=None) -> int:
+    return run_command(build_parser(), run, argv)

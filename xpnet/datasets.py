@@ -170,9 +170,10 @@ class Dataset:
 class _BadFile(DataError):
     """A file that is not the IDX file it should be; `reason` is the message without the name."""
 
-    def __init__(self, name: str, reason: str):
+    def __init__(self, name: str, reason: str, other: str | None = None):
         super().__init__(f"{name} {reason}")
         self.reason = reason
+        self.other = other  # the dataset the file genuinely belongs to, if another one
 
 
 class _Unavailable(DataError):
@@ -293,16 +294,18 @@ def _decode(blob: bytes, spec: IdxFile, name: str) -> np.ndarray:
     if not gz_ok:
         md5 = hashlib.md5(raw).hexdigest()
         if md5 != spec.md5_raw:
-            raise _BadFile(name, f"has the wrong checksum (md5 of its data {md5}){_whose(md5)}")
+            other = _whose(md5)
+            hint = f": it is {RESOURCES[other].title}'s file (--dataset {other})" if other else ""
+            raise _BadFile(name, f"has the wrong checksum (md5 of its data {md5}){hint}", other)
     return array
 
 
-def _whose(md5: str) -> str:
-    # Fashion-MNIST reuses MNIST's file names, so a folder of the other dataset is a likely mix-up.
+def _whose(md5: str) -> str | None:
+    """The dataset whose file has this raw MD5 (Fashion-MNIST reuses MNIST's file names)."""
     for key, spec in RESOURCES.items():
         if any(md5 == f.md5_raw for f in spec.files):
-            return f": it is {spec.title}'s file (--dataset {key})"
-    return ""
+            return key
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,6 +534,10 @@ def _load_idx(key: str, data_dir, download: bool, progress):
         elif isinstance(result, np.ndarray):
             arrays[i] = result
             found.append(path)
+        elif result.other is not None and path.parent == root:
+            # another dataset's genuine file in a flat folder (MNIST's, when Fashion-MNIST is
+            # asked for): not this dataset's, and not to be touched; this one goes to root/key
+            missing.append((i, f" ({path} is {RESOURCES[result.other].title}'s)"))
         elif named_by is not None:
             # Not ours to touch: the user may have put it there on purpose.
             raise DataError(

@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import time
-import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .backend import BACKENDS, Backend, resolve
-from .cli import DATASET_CHOICES, _positive_int
+from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command
 from .datasets import Dataset, load_dataset
-from .errors import ConfigError, DataError, TrainingDiverged, XpnetError, choose
+from .errors import DataError, TrainingDiverged, choose
 from .fileio import atomic_write_text
 from .optimizers import OPTIMIZERS
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
@@ -566,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
                    help="what every comparison but `dataset` trains on (default: auto, i.e. MNIST if "
                    "it can be had, else digits; digits with --quick)")  # fmt: skip
-    p.add_argument("--iters", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--iters", type=positive_int, default=None, metavar="N",
                    help=f"iterations per variant (default: {FULL_ITERS}; {QUICK_ITERS} with --quick)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
@@ -574,10 +571,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _print_outcome(o: Outcome) -> None:
@@ -599,19 +592,6 @@ def _print_dataset(d: Dataset) -> None:
     )
 
 
-def _make_folder(out: Path) -> None:
-    # before any training, so a bad --out costs no time
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise XpnetError(
-            f"--out {out} is a file, not a folder; choose another output folder"
-        ) from None
-    except OSError as exc:
-        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
-        raise XpnetError(f"cannot create the output folder {out}: {reason}") from None
-
-
 def run(args, argv) -> int:
     names = list(COMPARISONS) if args.comparison == "all" else [args.comparison]
     dataset = args.dataset or ("digits" if args.quick else "auto")
@@ -624,7 +604,7 @@ def run(args, argv) -> int:
         print("notice: the dataset comparison trains on each dataset; --dataset applies to the others",
               file=sys.stderr)  # fmt: skip
     out = Path(args.out) if args.out else new_run_dir("runs", f"compare-{args.comparison}")
-    _make_folder(out)
+    prepare_output_folder(out)
     print(f"output:  {out}")
     command = "python scripts/compare.py " + shlex.join(argv)
     for name in names:
@@ -646,22 +626,4 @@ def run(args, argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
-    try:
-        return run(args, argv)
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing more was written", file=sys.stderr)
-        return 130
-    except ConfigError as exc:
-        if args.debug:
-            traceback.print_exc()
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except XpnetError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(build_parser(), lambda args: run(args, argv), argv)

@@ -41,7 +41,7 @@ def atomic_write(path, write: Callable, binary: bool = True) -> Path:
             ) from None
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or its folder never existed
             tmp.unlink()
     return path
 

@@ -9,7 +9,6 @@ interval, which is also where a NaN or infinite loss is caught. Because the orde
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
@@ -440,11 +439,16 @@ def new_run_dir(root="runs", tag: str = "") -> Path:
     base = Path(root) / (f"{stamp}-{tag}" if tag else stamp)
     path, n = base, 1
     while True:
-        with contextlib.suppress(FileExistsError):
+        try:
             path.mkdir(parents=True)
             return path
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise XpnetError(
+                f"cannot create the output folder {path}: {exc.strerror or exc}; choose one with --out"
+            ) from None
 
 
 def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
