@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, choose
+from .fileio import fsync_dir
 from .progress import Progress
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
@@ -444,7 +445,7 @@ def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
         except OSError as exc:
             raise _unwritable(directory, exc) from None
         renamed = True
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return array
     finally:
         if not renamed:
@@ -452,20 +453,6 @@ def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
                 tmp.unlink()
             except OSError:
                 pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform or filesystem allows it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tuple[np.ndarray, str]:

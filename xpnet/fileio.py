@@ -32,7 +32,7 @@ def atomic_write(path, write: Callable, binary: bool = True) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         if exc.errno in _NO_SPACE_OR_ACCESS:
             raise WriteError(
@@ -51,8 +51,8 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform or filesystem.
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (where the platform and filesystem allow it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
