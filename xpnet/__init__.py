@@ -6,6 +6,7 @@ edge: the command line, the data loaders, network constructors) picks a device.
 """
 
 from .backend import Backend, Random, resolve, to_numpy
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .datasets import Dataset, load_dataset, load_mnist
 from .errors import XpnetError
 from .functions import (
@@ -72,8 +73,10 @@ __all__ = [
     "forward",
     "identity",
     "init_network",
+    "load_checkpoint",
     "load_dataset",
     "load_mnist",
+    "load_model",
     "log_softmax",
     "make_optimizer",
     "max_relative_error",
@@ -82,6 +85,7 @@ __all__ = [
     "perceptron",
     "relu",
     "resolve",
+    "save_checkpoint",
     "sigmoid",
     "softmax",
     "step_function",
