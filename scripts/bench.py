@@ -12,16 +12,18 @@ PyTorch reference on the same device and to the slides' code.
 
     python scripts/bench.py                 # both configurations, full length
     python scripts/bench.py --quick         # a few seconds (CI)
+
+Every run is a fresh Python process (see run_isolated); only the training loop is timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -173,22 +175,30 @@ def run_slides(data, cfg: Config, iters: int, seed: int) -> dict:
     return {"seconds": time.perf_counter() - start, "test_acc": float(test_acc)}
 
 
-def available_runners(include_slides: bool = True):
-    """(name, device kind, callable(data, cfg, iters, seed)) for what this machine can run."""
+#: runner id -> (label, device kind, function(data, cfg, iters, seed))
+RUNNERS = {
+    "slides": ("slides' NumPy code", "cpu", run_slides),
+    "xpnet-numpy": ("xpnet numpy", "cpu", lambda *a: run_xpnet(*a, "cpu", "numpy")),
+    "xpnet-torch-cpu": ("xpnet torch", "cpu", lambda *a: run_xpnet(*a, "cpu", "torch")),
+    "torch-cpu": ("torch reference", "cpu", lambda *a: run_torch_reference(*a, "cpu")),
+    "xpnet-cupy": ("xpnet cupy", "cuda", lambda *a: run_xpnet(*a, "cuda", "cupy")),
+    "xpnet-torch-cuda": ("xpnet torch", "cuda", lambda *a: run_xpnet(*a, "cuda", "torch")),
+    "torch-cuda": ("torch reference", "cuda", lambda *a: run_torch_reference(*a, "cuda")),
+}
+
+
+def available_runners(include_slides: bool = True) -> list[str]:
+    """The ids of the runners this machine can run."""
     have_torch = _importable("torch")
-    runners = []
-    if include_slides:
-        runners.append(("slides' NumPy code", "cpu", run_slides))
-    runners.append(("xpnet numpy", "cpu", lambda *a: run_xpnet(*a, "cpu", "numpy")))
+    ids = ["slides"] if include_slides else []
+    ids.append("xpnet-numpy")
     if have_torch:
-        runners.append(("xpnet torch", "cpu", lambda *a: run_xpnet(*a, "cpu", "torch")))
-        runners.append(("torch reference", "cpu", lambda *a: run_torch_reference(*a, "cpu")))
+        ids += ["xpnet-torch-cpu", "torch-cpu"]
     if gpu_available("cupy"):
-        runners.append(("xpnet cupy", "cuda", lambda *a: run_xpnet(*a, "cuda", "cupy")))
+        ids.append("xpnet-cupy")
     if have_torch and gpu_available("torch"):
-        runners.append(("xpnet torch", "cuda", lambda *a: run_xpnet(*a, "cuda", "torch")))
-        runners.append(("torch reference", "cuda", lambda *a: run_torch_reference(*a, "cuda")))
-    return runners
+        ids += ["xpnet-torch-cuda", "torch-cuda"]
+    return ids
 
 
 def _importable(name: str) -> bool:
@@ -200,29 +210,58 @@ def _importable(name: str) -> bool:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def measure(
-    data, cfg: Config, iters_by_device: dict, seed: int, repeat: int, runners, log
-) -> list[dict]:
+def worker(runner: str, cfg: Config, iters: int, seed: int, data) -> dict:
+    """One timed run (after an untimed warm-up on the GPU, where kernels compile on first use)."""
+    _, kind, fn = RUNNERS[runner]
+    result = {}
+    if kind == "cuda":
+        result["cold_seconds"] = fn(data, cfg, min(iters, 20), seed)["seconds"]
+    result.update(fn(data, cfg, iters, seed))
+    return result
+
+
+def run_isolated(runner: str, cfg: Config, iters: int, args) -> dict:
+    """Run one runner in a fresh Python process.
+
+    NumPy's OpenBLAS and PyTorch's OpenMP each keep a pool of threads that spin for a while after
+    their work; in one process they fight over the cores and slow each other down by up to 4x on a
+    2-core machine, so every run gets a process of its own (and loads the same data).
+    """
+    command = [sys.executable, __file__, "--worker", runner, "--configs", cfg.name, "--iters", str(iters),
+               "--seed", str(args.seed)] + (["--quick"] if args.quick else []) + (
+               ["--data-dir", args.data_dir] if args.data_dir else [])  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"runner {runner} failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
+    """Every runner `args.repeat` times, interleaved (so a slow spell of the machine hits all)."""
+    runners = [r for r in runners if cfg.name == "slides" or r != "slides"]  # one hidden layer only
+    runs: dict[str, list[dict]] = {r: [] for r in runners}
+    for _ in range(args.repeat):
+        for runner in runners:
+            runs[runner].append(
+                run_isolated(runner, cfg, iters_by_device[RUNNERS[runner][1]], args)
+            )
     rows = []
-    for name, kind, fn in runners:
-        if cfg.name != "slides" and fn is run_slides:
-            continue  # the slides' TwoLayerNet has a single hidden layer
+    for runner in runners:
+        label, kind, _ = RUNNERS[runner]
         iters = iters_by_device[kind]
-        if kind == "cuda":  # the first use of each GPU kernel compiles it: time that separately
-            cold = fn(data, cfg, min(iters, 20), seed)
-        runs = [fn(data, cfg, iters, seed) for _ in range(repeat)]
-        seconds = statistics.median(r["seconds"] for r in runs)
+        seconds = statistics.median(r["seconds"] for r in runs[runner])
         row = {
-            "config": cfg.name, "runner": name, "device": kind, "iters": iters,
+            "config": cfg.name, "runner": label, "device": kind, "iters": iters,
             "seconds": seconds, "us_per_iter": 1e6 * seconds / iters,
-            "samples_per_s": iters * cfg.batch_size / seconds, "test_acc": runs[0]["test_acc"],
-            "all_seconds": [r["seconds"] for r in runs],
+            "samples_per_s": iters * cfg.batch_size / seconds, "test_acc": runs[runner][0]["test_acc"],
+            "all_seconds": [r["seconds"] for r in runs[runner]],
         }  # fmt: skip
-        if kind == "cuda":
-            row["cold_seconds"] = cold["seconds"]
+        if "cold_seconds" in runs[runner][0]:
+            row["cold_seconds"] = runs[runner][0]["cold_seconds"]
         rows.append(row)
+        spread = ", ".join(f"{t:.2f}" for t in row["all_seconds"])
         log(
-            f"  {cfg.name:6s} {name:20s} {kind:4s} {seconds:8.2f} s  test acc {row['test_acc']:.4f}"
+            f"  {cfg.name:6s} {label:20s} {kind:4s} {seconds:8.2f} s ({spread})  test acc {row['test_acc']:.4f}"
         )
     for row in rows:
         ref = [r for r in rows if r["runner"] == "torch reference" and r["device"] == row["device"]]
@@ -269,6 +308,23 @@ def describe_machine() -> str:
     return ", ".join(parts)
 
 
+def load_data(data_dir, quick: bool):
+    """MNIST (from --data-dir, $XPNET_MNIST_DIR, $XPNET_DATA_DIR or the cache), else synthetic."""
+    data_dir = data_dir or os.environ.get("XPNET_MNIST_DIR")
+    n_train, n_test = (6000, 2000) if quick else (60_000, 10_000)
+    try:
+        data = load_dataset("mnist", data_dir, download=False, progress=False)
+        source = f"MNIST from {data.source}"
+    except XpnetError:
+        data, source = synthetic_mnist(n_train, n_test), "synthetic data of MNIST's shape"
+        source += " (no MNIST files found)"
+    if quick:
+        data = Dataset(data.name, data.x_train[:n_train], data.t_train[:n_train], data.x_test[:n_test],
+                       data.t_test[:n_test], 10, data.source)  # fmt: skip
+        source += f" (quick: {n_train}/{n_test} samples)"
+    return data, source
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -278,41 +334,40 @@ def main(argv=None) -> int:
     p.add_argument(
         "--iters", type=int, default=None, help="override the iteration count of every runner"
     )
-    p.add_argument("--repeat", type=int, default=1, help="runs per runner; the median is reported")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per runner, interleaved; the median is reported"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the MNIST files (else $XPNET_DATA_DIR, the cache)",
+        help="folder with the MNIST files (else $XPNET_MNIST_DIR, the cache)",
     )
     p.add_argument(
         "--no-slides", action="store_true", help="skip the slides' code (the slowest runner)"
     )
+    p.add_argument(
+        "--runners", nargs="+", choices=tuple(RUNNERS), default=None, help="only these runners"
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--worker", choices=tuple(RUNNERS), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.worker:  # one run, in this process: print its result as a JSON line
+        cfg = CONFIGS[args.configs[0]]
+        data, _ = load_data(args.data_dir, args.quick)
+        print(json.dumps(worker(args.worker, cfg, args.iters, args.seed, data)))
+        return 0
+
     t_load = time.perf_counter()
-    data_dir = args.data_dir or os.environ.get("XPNET_MNIST_DIR")
-    n_train, n_test = (6000, 2000) if args.quick else (60_000, 10_000)
-    try:
-        data = load_dataset("mnist", data_dir, download=False, progress=False)
-        source = f"MNIST from {data.source}"
-    except XpnetError as exc:
-        print(
-            f"notice: MNIST is not available ({exc}); using synthetic data of MNIST's shape",
-            file=sys.stderr,
-        )
-        data, source = synthetic_mnist(n_train, n_test), "synthetic data of MNIST's shape"
+    data, source = load_data(args.data_dir, args.quick)
     load_seconds = time.perf_counter() - t_load
-    if args.quick:
-        data = Dataset(data.name, data.x_train[:n_train], data.t_train[:n_train], data.x_test[:n_test],
-                       data.t_test[:n_test], 10, data.source)  # fmt: skip
-        source += f" (quick: {n_train}/{n_test} samples)"
+    del data
     meta = {"device": describe_machine(), "data": source, "seed": args.seed, "repeat": args.repeat,
             "load_seconds": load_seconds, "xpnet": xpnet.__version__, "numpy": np.__version__}  # fmt: skip
     print(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s)")
 
-    runners = available_runners(include_slides=not args.no_slides)
+    runners = args.runners or available_runners(include_slides=not args.no_slides)
     rows = []
     for name in args.configs:
         cfg = CONFIGS[name]
@@ -321,13 +376,12 @@ def main(argv=None) -> int:
             iters = {k: QUICK_ITERS[name] for k in iters}
         if args.iters:
             iters = {k: args.iters for k in iters}
-        rows += measure(data, cfg, iters, args.seed, args.repeat, runners, print)
+        rows += measure(cfg, iters, runners, args, print)
     print()
     print(markdown(rows, meta))
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    bad = [r for r in rows if not math.isfinite(r["seconds"])]
-    return 1 if bad else 0
+    return 0
 
 
 if __name__ == "__main__":

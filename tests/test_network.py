@@ -208,3 +208,17 @@ def test_two_layer_net_gradient_matches_torch_autograd(rng):
     assert float(loss) == pytest.approx(lt.item(), rel=1e-13)
     for key in p:
         np.testing.assert_allclose(grads[key], p[key].grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_a_network_of_given_layers_keeps_the_given_arrays(rng):
+    from xpnet import Affine, Network, ReLU
+
+    W1, b1 = rng.standard_normal((4, 3)), np.zeros(3)
+    W2, b2 = rng.standard_normal((3, 2)), np.zeros(2)
+    net = Network([Affine(W1, b1), ReLU(), Affine(W2, b2)])
+    assert net.params["W1"] is W1 and net.layers["Affine2"].b is b2
+    assert net.flat is None
+    fast = Network([Affine(W1.copy(), b1.copy()), ReLU(), Affine(W2.copy(), b2.copy())], fast=True)
+    assert fast.flat is not None
+    x, t = rng.standard_normal((5, 4)), rng.integers(0, 2, 5)
+    assert float(fast.forward_backward(x, t)) == pytest.approx(float(net.forward_backward(x, t)), rel=1e-12)

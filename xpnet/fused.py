@@ -229,7 +229,10 @@ __device__ void softmax_xent(const T* a, const T* b, const long long* t, T* dz, 
     for (int row = threadIdx.x; row < n; row += blockDim.x) {
         const T* z = a + (long long)row * c;
         T m = z[0] + b[0];
-        for (int k = 1; k < c; ++k) m = max(m, z[k] + b[k]);
+        for (int k = 1; k < c; ++k) {
+            const T v = z[k] + b[k];
+            m = v > m ? v : m;
+        }
         T s = 0;
         for (int k = 0; k < c; ++k) s += exp(z[k] + b[k] - m);
         const long long label = t[row];
@@ -274,7 +277,7 @@ class CupyKernels(Kernels):
         self.cupy = cupy
         ew = cupy.ElementwiseKernel
         self._bias_act = {
-            "relu": ew("T b", "T a", "a = max(a + b, (T)0)", "xpnet_bias_relu"),
+            "relu": ew("T b", "T a", "T z = a + b; a = z > (T)0 ? z : (T)0", "xpnet_bias_relu"),
             "sigmoid": ew(
                 "T b", "T a", "a = (T)0.5 * (tanh((T)0.5 * (a + b)) + (T)1)", "xpnet_bias_sigmoid"
             ),

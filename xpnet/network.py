@@ -39,15 +39,16 @@ class Network:
     dicts of the layers' own arrays, so an optimizer that updates ``params[key]`` in place updates
     the layer.
 
-    With ``fast=True`` (the default) on NumPy, CuPy and PyTorch, the parameters and gradients are
-    views into one flat buffer each (``self.flat``), and a network of Affine and activation
-    layers ending in SoftmaxWithLoss trains through ``xpnet.fused`` (fewer, fused operations; the
-    same numbers up to rounding). The gradient arrays are then reused: each backward pass
-    overwrites the previous one's, so copy them to keep them.
+    With ``fast=True`` (the default of MultiLayerNet and TwoLayerNet) on NumPy, CuPy and PyTorch,
+    the parameters are copied into one flat buffer and the layers keep views of it (so arrays you
+    passed to ``Affine(W, b)`` are no longer the layer's), the gradients likewise, and a network of
+    Affine and activation layers ending in SoftmaxWithLoss trains through ``xpnet.fused`` (fewer,
+    fused operations; the same numbers up to rounding). The gradient arrays are then reused: each
+    backward pass overwrites the previous one's, so copy them to keep them.
     """
 
     def __init__(
-        self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0, fast: bool = True
+        self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0, fast: bool = False
     ):
         if not layers:
             raise ConfigError("a network needs at least one layer")
