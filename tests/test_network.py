@@ -221,4 +221,6 @@ def test_a_network_of_given_layers_keeps_the_given_arrays(rng):
     fast = Network([Affine(W1.copy(), b1.copy()), ReLU(), Affine(W2.copy(), b2.copy())], fast=True)
     assert fast.flat is not None
     x, t = rng.standard_normal((5, 4)), rng.integers(0, 2, 5)
-    assert float(fast.forward_backward(x, t)) == pytest.approx(float(net.forward_backward(x, t)), rel=1e-12)
+    assert float(fast.forward_backward(x, t)) == pytest.approx(
+        float(net.forward_backward(x, t)), rel=1e-12
+    )

@@ -48,7 +48,11 @@ class Network:
     """
 
     def __init__(
-        self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0, fast: bool = False
+        self,
+        layers: Sequence[Layer],
+        loss_layer=None,
+        weight_decay: float = 0.0,
+        fast: bool = False,
     ):
         if not layers:
             raise ConfigError("a network needs at least one layer")
