@@ -124,7 +124,12 @@ def test_resume_gives_bit_identical_weights(backend, tmp_path):
     part.total_iters = 47  # stop mid-interval, as an interruption would
     part.run()
     save = tmp_path / "part" / "checkpoint.npz"
-    assert load_checkpoint(save).iteration == 47
+    ckpt = load_checkpoint(save)
+    assert ckpt.iteration == 47
+    assert ckpt.extra["random_state"] == {
+        "seed": 1, "epoch_order": "numpy.random.default_rng([seed, epoch]).permutation(n_train)",
+        "epoch": 1, "step_in_epoch": 17,
+    }  # fmt: skip
     resumed = Trainer.resume(save, data, progress=False, backend=backend)
     assert resumed.iteration == 47
     resumed.run()

@@ -341,6 +341,14 @@ class Trainer:
             "loss_sum": total,
             "loss_count": count,
             "dataset": {"name": self.dataset.name, "source": self.dataset.source},
+            # the whole random state of the rest of the run: each epoch's order is a function of
+            # (seed, epoch), so the iteration above is where a resumed run picks it up
+            "random_state": {
+                "seed": self.config.seed,
+                "epoch_order": "numpy.random.default_rng([seed, epoch]).permutation(n_train)",
+                "epoch": self.iteration // self.steps_per_epoch,
+                "step_in_epoch": self.iteration % self.steps_per_epoch,
+            },
         }
         return save_checkpoint(
             path,
