@@ -254,3 +254,10 @@ def test_checkpoint_round_trip_keeps_everything(tmp_path):
         for key, value in arrays.items():
             np.testing.assert_array_equal(state["state"][slot][key], value)
     assert not list(tmp_path.glob(".*tmp*")), "no temporary files are left behind"
+
+
+def test_default_learning_rate_follows_the_optimizer():
+    assert TrainConfig().lr == 0.1  # the slides'
+    assert TrainConfig(optimizer="adam").lr == 0.001
+    assert TrainConfig(optimizer="momentum").lr == 0.01
+    assert TrainConfig(optimizer="adam", lr=0.05).lr == 0.05

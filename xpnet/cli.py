@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="Train a fully connected network with hand-written backprop (xpnet). "
         "The defaults reproduce the slides: 784-50-10 ReLU net, SGD lr 0.1, batch 100, "
-        "10,000 iterations on MNIST (about 97%% test accuracy).",
+        "10,000 iterations on MNIST (about 97% test accuracy).",
         epilog="Outputs go to --out: metrics.jsonl (one line per epoch, the last the final result), "
         "curves.png, checkpoint.npz (for --resume) and model.npz (the trained model, loadable on any "
         "backend with xpnet.checkpoint.load_model).",
@@ -102,27 +102,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
                    help=f"update rule (default: {d.optimizer})")  # fmt: skip
     g.add_argument(
-        "--lr", type=positive_float, default=None, help=f"learning rate (default: {d.lr})"
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="learning rate (default: 0.1, the slides', for sgd; the optimizer's own otherwise: "
+        "0.01 for momentum, nesterov, adagrad, rmsprop; 0.001 for adam, adamw)",
     )
-    g.add_argument("--weight-decay", type=non_negative_float, default=None,
+    g.add_argument("--weight-decay", type=non_negative_float, default=None, metavar="LAMBDA",
                    help="L2 penalty λ: adds ½·λ·Σ‖W‖² to the loss (default: 0)")  # fmt: skip
     g.add_argument(
         "--batch-size",
         type=positive_int,
         default=None,
+        metavar="N",
         help=f"minibatch size (default: {d.batch_size})",
     )
     length = g.add_mutually_exclusive_group()
     length.add_argument(
-        "--iters", type=positive_int, default=None, help=f"number of updates (default: {d.iters})"
+        "--iters",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"number of updates (default: {d.iters})",
     )
     length.add_argument(
-        "--epochs", type=positive_float, default=None, help="number of epochs (instead of --iters)"
+        "--epochs",
+        type=positive_float,
+        default=None,
+        metavar="E",
+        help="number of epochs (instead of --iters)",
     )
     g.add_argument(
         "--seed",
         type=int,
         default=None,
+        metavar="S",
         help="seed for initial weights and sample order (default: 0)",
     )
     g.add_argument("--log-every", type=positive_int, default=None, metavar="N",

@@ -43,7 +43,7 @@ class TrainConfig:
     activation: str = "relu"
     init: str | float = 0.01
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float | None = None  # default: the slides' 0.1 for SGD, each optimizer's own otherwise
     weight_decay: float = 0.0
     batch_size: int = 100
     iters: int = 10_000
@@ -51,6 +51,11 @@ class TrainConfig:
     seed: int = 0
     log_every: int | None = None  # default: once per epoch (every few on small datasets)
     checkpoint_every: int | None = None  # default: at every log line
+
+    def __post_init__(self):
+        if self.lr is None:
+            name = self.optimizer.lower() if isinstance(self.optimizer, str) else self.optimizer
+            self.lr = 0.1 if name == "sgd" else make_optimizer(name).lr
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError for impossible values (the CLI reports them as usage errors)."""
