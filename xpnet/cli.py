@@ -29,34 +29,25 @@ _FIXED_ON_RESUME = (
 )  # fmt: skip
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _argument(convert, ok, what: str):
+    """An argparse type: convert(text), accepted only when ok(value), else 'must be <what>'."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
+positive_int = _argument(int, lambda v: v > 0, "a positive integer")
+# NaN fails both comparisons, and infinity is no learning rate either
+positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a positive number")
+non_negative_float = _argument(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
