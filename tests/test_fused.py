@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_on
 
 from xpnet.backend import to_numpy
-from xpnet.fused import FusedStep, Kernels, has_views, kernels_for
+from xpnet.fused import FusedStep, Kernels, has_views, kernels_for, self_check
 from xpnet.network import MultiLayerNet
 from xpnet.optimizers import make_optimizer
 
@@ -136,3 +136,29 @@ def test_update_flat_matches_per_parameter_updates(name, options, backend, rng):
     flat_opt.load_state_dict(ref_state)
     ref_opt.load_state_dict(flat_state)
     step(3)
+
+
+def test_self_check_passes_for_this_backends_kernels(backend):
+    assert self_check(kernels_for(backend.xp), backend.xp, backend.device) is None
+
+
+def test_self_check_catches_a_wrong_kernel():
+    import numpy
+
+    from xpnet.fused import NumpyKernels
+
+    class Broken(NumpyKernels):
+        def softmax_xent(self, a, b, t):
+            loss, dz = super().softmax_xent(a, b, t)
+            return loss, dz * 2.0
+
+    xp = kernels_for(numpy).xp
+    assert self_check(Broken(xp), xp) == "softmax + cross-entropy differs"
+
+
+def test_xpnet_fused_0_selects_the_reference_kernels(monkeypatch, backend):
+    from xpnet import fused
+
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    monkeypatch.setenv("XPNET_FUSED", "0")
+    assert type(fused.kernels_for(backend.xp)) is Kernels

@@ -21,6 +21,9 @@ the backend is known to make slices of the flat buffer views (NumPy, CuPy, PyTor
 
 from __future__ import annotations
 
+import os
+import warnings
+
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
 from .backend import namespace_of
@@ -346,16 +349,87 @@ class CupyKernels(Kernels):
 _KERNELS: dict = {}
 
 
+class FusedKernelWarning(UserWarning):
+    """A backend's fused kernels failed their self-check; the plain Array API path is used."""
+
+
+def self_check(kernels: Kernels, xp, device=None) -> str | None:
+    """Compare every kernel with the Array API reference on small random inputs (float32).
+
+    Returns None when all agree, else what went wrong. Run once per namespace for the compiled
+    CuPy kernels, so a kernel that fails to compile or computes wrong numbers on some GPU or CUDA
+    version costs speed, not correctness.
+    """
+    import numpy
+
+    ref = Kernels(xp)
+    rng = numpy.random.default_rng(0)
+
+    def arr(*shape):
+        return xp.asarray(rng.standard_normal(shape).astype("float32"), device=device)
+
+    def close(a, b) -> bool:
+        return bool(xp.max(xp.abs(a - b)) <= 1e-4 * (1.0 + float(xp.max(xp.abs(b)))))
+
+    try:
+        a, b, h = arr(9, 7), arr(7), arr(9, 7)
+        t = xp.asarray(rng.integers(0, 7, 9), device=device)
+        for act in ("relu", "sigmoid", "tanh"):
+            out = ref.bias_act(a, b, act)
+            if not close(kernels.bias_act(xp.asarray(a, copy=True), b, act), out):
+                return f"bias + {act} differs"
+            if not close(
+                kernels.act_grad(xp.asarray(h, copy=True), out, act), ref.act_grad(h, out, act)
+            ):
+                return f"the {act} gradient differs"
+        loss, dz = kernels.softmax_xent(xp.asarray(a, copy=True), b, t)
+        ref_loss, ref_dz = ref.softmax_xent(a, b, t)
+        if not (close(loss, ref_loss) and close(dz, ref_dz)):
+            return "softmax + cross-entropy differs"
+        p, g = arr(20), arr(20)
+        updated = kernels.sgd(xp.asarray(p, copy=True), g, 0.1)
+        if updated is not None and not close(updated, p - 0.1 * g):
+            return "the SGD update differs"
+        m, v = arr(20), xp.abs(arr(20))
+        pk, mk, vk = (xp.asarray(z, copy=True) for z in (p, m, v))
+        if kernels.adam(pk, g, mk, vk, 0.9, 0.999, 0.01, 0.5, 1e-8, 0.99) is not None:
+            m2 = 0.9 * m + 0.1 * g
+            v2 = 0.999 * v + 0.001 * (g * g)
+            p2 = p * 0.99 - 0.01 * (m2 / (xp.sqrt(v2) / 0.5 + 1e-8))
+            if not (close(pk, p2) and close(mk, m2) and close(vk, v2)):
+                return "the Adam update differs"
+    except Exception as exc:  # a compile or launch failure: report it, fall back
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
 def kernels_for(xp) -> Kernels:
-    """The fastest Kernels for a namespace (the Array API reference for unknown ones), memoized."""
+    """The fastest Kernels for a namespace (the Array API reference for unknown ones), memoized.
+
+    XPNET_FUSED=0 in the environment selects the reference kernels everywhere.
+    """
     kernels = _KERNELS.get(xp)
     if kernels is None:
-        if is_numpy_namespace(xp):
+        if os.environ.get("XPNET_FUSED", "1") == "0":
+            kernels = Kernels(xp)
+        elif is_numpy_namespace(xp):
             kernels = NumpyKernels(xp)
         elif is_torch_namespace(xp):
             kernels = TorchKernels(xp)
         elif is_cupy_namespace(xp):
-            kernels = CupyKernels(xp)
+            try:
+                kernels = CupyKernels(xp)
+                problem = self_check(kernels, xp)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if problem is not None:
+                warnings.warn(
+                    f"xpnet's CuPy kernels failed their self-check ({problem}); using the plain "
+                    f"Array API path, which is correct but slower. Please report this.",
+                    FusedKernelWarning,
+                    stacklevel=2,
+                )
+                kernels = Kernels(xp)
         else:
             kernels = Kernels(xp)
         _KERNELS[xp] = kernels
