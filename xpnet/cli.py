@@ -16,7 +16,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .backend import BACKENDS, DTYPES
+from .backend import BACKENDS, DEVICES, DTYPES
 from .errors import ConfigError, XpnetError
 from .layers import ACTIVATIONS
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backend with xpnet.checkpoint.load_model).",
     )
     g = p.add_argument_group("where to run")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+    g.add_argument("--device", choices=DEVICES, default=None,
                    help="auto: the GPU when CuPy sees one, else the CPU; cuda without a GPU warns "
                    "and falls back to the CPU (default: auto)")  # fmt: skip
     g.add_argument("--backend", choices=BACKENDS, default=None,
@@ -173,10 +173,12 @@ def _load_data(config: TrainConfig, progress):
 def run(args) -> int:
     given = _config_from_args(args)
     progress = False if args.no_progress else None
+    ckpt = None
     if args.resume:
         from .checkpoint import load_checkpoint
 
-        saved = load_checkpoint(args.resume).config
+        ckpt = load_checkpoint(args.resume)
+        saved = ckpt.config
         changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != saved.get(k)]
         if changed:
             opts = ", ".join("--" + k.replace("_", "-") for k in changed)
@@ -194,22 +196,18 @@ def run(args) -> int:
     from .backend import resolve
 
     be = resolve(config.device, config.backend)
-    if args.out:  # before the data is loaded, so a bad --out costs no time
-        prepare_output_folder(Path(args.out))
+    # before the data is loaded, so a bad --out costs no time
+    out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume else None)
+    if out is not None:
+        prepare_output_folder(out)
     dataset = _load_data(config, progress)
     if dataset.notice:
         print(f"notice: {dataset.notice}", file=sys.stderr)
-
-    if args.resume:
-        out = prepare_output_folder(Path(args.out) if args.out else Path(args.resume).parent)
-        trainer = Trainer.resume(
-            args.resume, dataset, out, overrides=config.__dict__, progress=progress, backend=be
-        )
-    else:
-        out = (
-            prepare_output_folder(Path(args.out)) if args.out else new_run_dir("runs", dataset.name)
-        )
-        trainer = Trainer(config, dataset, out, progress=progress, backend=be)
+    if out is None:
+        out = new_run_dir("runs", dataset.name)
+    trainer = Trainer(config, dataset, out, progress=progress, backend=be)
+    if ckpt is not None:
+        trainer.restore(ckpt)
 
     n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
     print(f"backend: {be.name} on {be.device}, dtype {config.dtype}")

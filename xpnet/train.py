@@ -152,22 +152,23 @@ def _check_labels(t: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     return t.astype(np.int64, copy=False)
 
 
+def _split_to_device(x, t, num_classes: int, what: str, be: Backend, dtype):
+    """One split's features (flattened, in `dtype`) and checked int64 labels, on the device."""
+    x = be.asarray(np.reshape(x, (x.shape[0], -1)), dtype)
+    return x, be.asarray(_check_labels(t, num_classes, what))
+
+
 def to_device(dataset, be: Backend, dtype: str) -> DeviceData:
     """Validate a host dataset once and move it to the device once."""
-    n, m = dataset.x_train.shape[0], dataset.x_test.shape[0]
-    if dataset.t_train.shape[0] != n or dataset.t_test.shape[0] != m:
+    if (
+        dataset.t_train.shape[0] != dataset.x_train.shape[0]
+        or dataset.t_test.shape[0] != dataset.x_test.shape[0]
+    ):
         raise DataError("the number of labels differs from the number of samples")
-    flat = {
-        k: np.reshape(getattr(dataset, k), (getattr(dataset, k).shape[0], -1))
-        for k in ("x_train", "x_test")
-    }
-    return DeviceData(
-        be.asarray(flat["x_train"], dtype),
-        be.asarray(_check_labels(dataset.t_train, dataset.num_classes, "training")),
-        be.asarray(flat["x_test"], dtype),
-        be.asarray(_check_labels(dataset.t_test, dataset.num_classes, "test")),
-        dataset.num_classes,
-    )
+    c = dataset.num_classes
+    x_train, t_train = _split_to_device(dataset.x_train, dataset.t_train, c, "training", be, dtype)
+    x_test, t_test = _split_to_device(dataset.x_test, dataset.t_test, c, "test", be, dtype)
+    return DeviceData(x_train, t_train, x_test, t_test, c)
 
 
 class Trainer:
@@ -469,7 +470,7 @@ def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
     from .checkpoint import load_model
 
     net = load_model(path, device, backend)
-    be = net.backend
-    x = be.asarray(np.reshape(dataset.x_test, (dataset.x_test.shape[0], -1)), net.dtype)
-    t = be.asarray(_check_labels(dataset.t_test, dataset.num_classes, "test"))
+    x, t = _split_to_device(
+        dataset.x_test, dataset.t_test, dataset.num_classes, "test", net.backend, net.dtype
+    )
     return net.accuracy(x, t)
