@@ -51,7 +51,7 @@ def test_unknown_names_list_the_valid_ones():
     ):
         resolve("cpu", "jax")
     with pytest.raises(ConfigError, match="numpy runs on the CPU only"):
-        resolve("tpu", "numpy")
+        resolve("cuda", "numpy")
     with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
         resolve("cpu").dtype("float8")
 
@@ -61,8 +61,41 @@ def test_strict_devices():
     assert (
         str(resolve("device1", "array_api_strict").device) == "array_api_strict.Device('device1')"
     )
-    with pytest.raises(ConfigError, match="array_api_strict has no device 'gpu7'"):
-        resolve("gpu7", "array_api_strict")
+    with pytest.raises(ConfigError, match="array_api_strict has no device 'cuda'"):
+        resolve("cuda", "array_api_strict")
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu7", "cuda:x", "cpu:1", "mps"])
+@pytest.mark.parametrize("backend", [None, "numpy", "array_api_strict", "torch"])
+def test_unknown_device_strings_are_refused_never_the_cpu(device, backend):
+    """'tpu' used to mean the CPU quietly; every backend now refuses an unknown device."""
+    with pytest.raises(ConfigError, match=f"device '{device}'"):
+        resolve(device, backend)
+
+
+@pytest.mark.gpu
+def test_a_gpu_index_past_the_last_gpu_is_refused_clearly():
+    """cuda:N beyond the GPUs present is a one-line error on CuPy and torch, never device 0."""
+    tried = 0
+    for name in ("cupy", "torch"):
+        if not gpu_available(name):
+            continue
+        tried += 1
+        if name == "cupy":
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+        else:
+            import torch
+
+            count = torch.cuda.device_count()
+        with pytest.raises(BackendError, match=f"no 'cuda:{count}'"):
+            resolve(f"cuda:{count}", name)
+        last = resolve(f"cuda:{count - 1}", name)
+        x = last.asarray(np.ones(3), "float32")
+        assert last.xp.sum(x) == 3.0
+    if not tried:
+        pytest.skip("needs a CUDA GPU (CuPy or torch)")
 
 
 def test_cupy_without_gpu_is_an_error():

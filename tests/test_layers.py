@@ -85,7 +85,18 @@ def test_softmax_with_loss_gradient(labels, backend, rng):
     # (y - t) / N, the slides' formula
     y = to_numpy(xpnet.softmax(x))
     np.testing.assert_allclose(to_numpy(dx), (y - np.eye(4)[t_int]) / 5, atol=1e-15)
-    assert xp is backend.xp
+    del xp
+
+
+@pytest.mark.parametrize("dout", [1.0, np.float64(1.0), np.float32(2.0), 3])
+def test_softmax_with_loss_backward_keeps_the_scores_dtype(dout, backend, rng):
+    """A NumPy float64 scalar as dout must not turn a float32 gradient into float64."""
+    x = backend.asarray(rng.standard_normal((3, 4)), "float32")
+    layer = SoftmaxWithLoss()
+    layer.forward(x, backend.asarray(np.array([0, 1, 3])))
+    assert_on(layer.backward(dout), backend, "float32", (3, 4))
+    dout_array = backend.asarray(np.array(float(dout)), "float64")
+    assert_on(layer.backward(dout_array), backend, "float32", (3, 4))
 
 
 def test_layers_keep_float32(backend, rng):

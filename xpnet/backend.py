@@ -27,6 +27,8 @@ from .errors import BackendError, ConfigError, choose
 BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
+# array_api_strict's fake devices (besides its CPU), which catch every missing device=
+_STRICT_DEVICES = ("CPU_DEVICE", "device1", "device2")
 
 _INSTALL_HINT = {
     "torch": "pip install torch==2.13.0",
@@ -133,9 +135,18 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
             )
         return Backend(backend, namespace(backend), device)
 
-    kind = device.split(":")[0]
+    kind, _, index = device.partition(":")
+    if kind not in (*DEVICES, *_STRICT_DEVICES) or (index and not index.isdigit()):
+        raise ConfigError(
+            f"unknown device {device!r}; choose one of: {', '.join(DEVICES)} (or cuda:N), or "
+            f"{', '.join(_STRICT_DEVICES[1:])} with backend array_api_strict"
+        )
+    if index and kind != "cuda":
+        raise ConfigError(f"unknown device {device!r}: only cuda devices take an index (cuda:N)")
     if backend is None:
-        if kind in ("cuda", "auto") and gpu_available("cupy"):
+        if kind in _STRICT_DEVICES[1:]:
+            backend = "array_api_strict"
+        elif kind in ("cuda", "auto") and gpu_available("cupy"):
             backend = "cupy"
         else:
             if kind == "cuda":
@@ -144,7 +155,7 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
     choose("backend", backend, BACKENDS)
 
     if backend == "numpy":
-        if kind not in ("auto", "cpu"):
+        if kind not in ("auto", "cpu", "CPU_DEVICE"):
             raise ConfigError(
                 f"numpy runs on the CPU only, not {device!r}; use --backend cupy or torch for a GPU"
             )
@@ -154,12 +165,11 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
         xs = namespace(backend)
         if kind in ("auto", "cpu"):
             return Backend(backend, xs, xs.Device("CPU_DEVICE"))
-        try:
-            return Backend(backend, xs, xs.Device(device))
-        except ValueError:
+        if kind not in _STRICT_DEVICES:
             raise ConfigError(
                 f"array_api_strict has no device {device!r}; use cpu, device1 or device2"
-            ) from None
+            )
+        return Backend(backend, xs, xs.Device(device))
 
     if backend == "torch":
         xp = namespace(backend)
@@ -169,7 +179,14 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
             return Backend(backend, xp, torch.device("cpu"))
         if kind not in ("auto", "cuda"):
             raise ConfigError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+        if kind in _STRICT_DEVICES:
+            raise ConfigError(f"torch has no device {device!r}; use cpu or cuda")
         if torch.cuda.is_available():
+            if index and int(index) >= torch.cuda.device_count():
+                raise BackendError(
+                    f"torch sees {torch.cuda.device_count()} CUDA GPU(s), so there is no {device!r}; "
+                    f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+                )
             return Backend(backend, xp, torch.device("cuda" if device == "auto" else device))
         if kind == "cuda":
             _fallback("torch sees no CUDA GPU")
@@ -179,14 +196,22 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
     if kind == "cpu":
         raise ConfigError("cupy runs on a CUDA GPU only; use --backend numpy for the CPU")
     if kind not in ("auto", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+        raise ConfigError(f"cupy has no device {device!r}; use cuda or cuda:N")
     xp = namespace(backend)
     if not gpu_available("cupy"):
         raise BackendError("cupy is installed but sees no CUDA GPU; use --device cpu")
     import cupy
 
-    index = int(device.split(":")[1]) if ":" in device else 0
-    return Backend(backend, xp, cupy.cuda.Device(index))
+    count = cupy.cuda.runtime.getDeviceCount()
+    number = int(index) if index else 0
+    if number >= count:
+        raise BackendError(
+            f"CuPy sees {count} CUDA GPU(s), so there is no {device!r}; use cuda:0 .. cuda:{count - 1}"
+        )
+    gpu = cupy.cuda.Device(number)
+    # CuPy launches kernels on the current device, not on the arrays': make this one current
+    gpu.use()
+    return Backend(backend, xp, gpu)
 
 
 def backend_of(x) -> Backend:

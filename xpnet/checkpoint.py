@@ -51,12 +51,13 @@ class Checkpoint:
     """The contents of a checkpoint file, arrays on the host."""
 
     params: dict[str, np.ndarray]
-    model: dict  # the network's constructor arguments (MultiLayerNet.config)
+    model: dict  # the network's kind ("model") and constructor arguments (Network.config)
     iteration: int = 0
     config: dict = field(default_factory=dict)  # the training configuration
     optimizer: dict | None = None  # optimizer.state_dict(), arrays as host NumPy arrays
     extra: dict = field(default_factory=dict)  # run progress: history, loss accumulators...
     path: Path | None = None
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # running statistics
 
     def optimizer_state(self, backend) -> dict | None:
         """The optimizer state with its arrays moved onto `backend`."""
@@ -72,6 +73,7 @@ def save_checkpoint(
 ) -> Path:
     """Atomically write the network's weights (and optimizer state, progress) to `path`."""
     arrays = {f"params/{key}": to_numpy(value) for key, value in net.params.items()}
+    arrays.update({f"buffers/{key}": to_numpy(value) for key, value in net.buffers.items()})
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -118,11 +120,13 @@ def load_checkpoint(path) -> Checkpoint:
             f"{path} was written by a newer xpnet (format {meta['version']}); upgrade xpnet"
         )
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}
+    buffers = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("buffers/")}
     expected = {k: tuple(s) for k, s in meta.get("param_shapes", {}).items()}
     if expected != {k: v.shape for k, v in params.items()}:
         raise CheckpointError(f"{path} is damaged: its weights do not match its own description")
     return Checkpoint(
         params=params,
+        buffers=buffers,
         model=meta.get("model", {}),
         iteration=int(meta.get("iteration", 0)),
         config=meta.get("config", {}),
@@ -142,10 +146,13 @@ def describe(shapes: dict) -> str:
 
 
 def restore_params(net, ckpt: Checkpoint) -> None:
-    """Load the checkpoint's weights into `net` (on net's backend), checking the architecture."""
+    """Load the checkpoint's weights (and buffers) into `net`, on net's backend, checking the
+    architecture."""
     be = net.backend
     try:
-        net.set_params({k: be.asarray(v, net.dtype) for k, v in ckpt.params.items()})
+        net.set_params(
+            {k: be.asarray(v, net.dtype) for k, v in {**ckpt.params, **ckpt.buffers}.items()}
+        )
     except ShapeError:
         have = describe({k: v.shape for k, v in net.params.items()})
         got = describe({k: v.shape for k, v in ckpt.params.items()})
@@ -155,19 +162,41 @@ def restore_params(net, ckpt: Checkpoint) -> None:
         ) from None
 
 
-def load_model(path, device="cpu", backend=None, dtype="float32"):
-    """Rebuild the network a checkpoint describes, on any backend, with its trained weights."""
+def model_classes() -> dict:
+    """The networks a checkpoint can name in its "model" entry."""
     from .network import MultiLayerNet
 
-    ckpt = load_checkpoint(path)
-    m = ckpt.model
+    classes = {"mlp": MultiLayerNet}
     try:
-        net = MultiLayerNet(
-            m["input_size"], m["hidden_sizes"], m["output_size"], m.get("activation", "relu"),
-            m.get("weight_init", 0.01), m.get("weight_decay", 0.0),
-            device=resolve(device, backend), dtype=dtype, seed=0,
-        )  # fmt: skip
-    except KeyError:
+        from .convnet import DeepConvNet, SimpleConvNet
+    except ImportError:  # pragma: no cover - the CNNs are part of the package
+        return classes
+    return {**classes, "simple-cnn": SimpleConvNet, "deep-cnn": DeepConvNet}
+
+
+def build_model(model: dict, device="cpu", backend=None, dtype="float32", seed=0):
+    """A fresh network of the kind and size `model` describes (a checkpoint's, or Network.config)."""
+    kwargs = dict(model)
+    kind = kwargs.pop("model", "mlp")
+    classes = model_classes()
+    if kind not in classes:
+        raise CheckpointError(
+            f"unknown model {kind!r} (this xpnet knows {', '.join(classes)}); upgrade xpnet"
+        )
+    return classes[kind](**kwargs, device=resolve(device, backend), dtype=dtype, seed=seed)
+
+
+def load_model(path, device="cpu", backend=None, dtype=None):
+    """Rebuild the network a checkpoint describes, on any backend, with its trained weights.
+
+    ``dtype`` None keeps the dtype the weights were saved in.
+    """
+    ckpt = load_checkpoint(path)
+    if dtype is None:
+        dtype = str(next(iter(ckpt.params.values())).dtype)
+    try:
+        net = build_model(ckpt.model, device, backend, dtype)
+    except TypeError:
         raise CheckpointError(
             f"{path} does not describe its network; it cannot be rebuilt"
         ) from None

@@ -17,6 +17,10 @@ class ShapeError(XpnetError, ValueError):
     """An input's shape or dtype does not fit the layer it is given to."""
 
 
+class LabelError(XpnetError, ValueError):
+    """Class labels are not integers, or lie outside 0..C−1 for a network of C classes."""
+
+
 class DataError(XpnetError, RuntimeError):
     """A dataset file is missing, truncated, corrupt, or cannot be downloaded."""
 

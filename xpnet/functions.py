@@ -9,8 +9,8 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import namespace_of
-from .errors import ShapeError
+from .backend import namespace_of, to_numpy
+from .errors import LabelError, ShapeError
 
 #: The slides' guard against log(0) in cross_entropy_error.
 DELTA = 1e-7
@@ -98,3 +98,34 @@ def cross_entropy_error(y, t):
         t = xp.reshape(t, (1, -1) if t.ndim == 1 else (1,))
     t = as_one_hot(t, y)
     return -xp.sum(t * xp.log(y + DELTA)) / y.shape[0]
+
+
+def check_labels(t, scores_shape) -> None:
+    """Refuse labels that do not fit scores of `scores_shape`: integer classes in 0..C−1, or rows.
+
+    Rows shaped like the scores (one-hot or soft targets) pass; integer labels are read back to
+    the host once to check their range, so call this at the edge (a public method, a data
+    loader), not in a training step.
+    """
+    xp = namespace_of(t)
+    scores_shape = tuple(scores_shape)
+    shape = tuple(t.shape)
+    if shape == scores_shape:
+        return
+    classes = scores_shape[-1]
+    if shape != scores_shape[:-1]:
+        raise ShapeError(
+            f"labels of shape {shape} do not fit scores of shape {scores_shape}: give integer "
+            f"class labels of shape {scores_shape[:-1]} or one-hot rows of shape {scores_shape}"
+        )
+    if not xp.isdtype(t.dtype, "integral"):
+        raise LabelError(
+            f"class labels must be integers, got dtype {t.dtype}; convert them (e.g. "
+            f"xp.astype(t, xp.int64)) or give one-hot rows of shape {scores_shape}"
+        )
+    host = to_numpy(t)
+    if host.size and (host.min() < 0 or host.max() >= classes):
+        raise LabelError(
+            f"class labels must lie in 0..{classes - 1} for {classes} classes, got values "
+            f"from {host.min()} to {host.max()}"
+        )

@@ -7,6 +7,7 @@ import itertools
 from array_api_compat import array_namespace
 
 from .backend import to_numpy
+from .errors import ConfigError
 
 
 def numerical_gradient(f, x, h: float = 1e-6):
@@ -14,10 +15,16 @@ def numerical_gradient(f, x, h: float = 1e-6):
 
     `f` is called with `x` after one element has been perturbed in place (as in the book, `f` may
     ignore its argument and read `x` through a closure, e.g. a network parameter); `x` is restored
-    afterwards. Use float64 for `x`: in float32 the differences drown in rounding error. The result
-    has x's namespace, device, dtype and shape.
+    afterwards. Use float64 for `x`: in float32 the differences drown in rounding error; integer
+    arrays are refused (they cannot hold x ± h). The difference quotient is taken in Python floats
+    (float64); the result has x's namespace, device, dtype and shape.
     """
     xp = array_namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise ConfigError(
+            f"numerical_gradient perturbs x by h = {h}, which an array of dtype {x.dtype} cannot "
+            f"hold; give it a float64 array (e.g. xp.astype(x, xp.float64))"
+        )
     grad = xp.zeros_like(x)
     for index in itertools.product(*(range(n) for n in x.shape)):
         old = float(x[index])

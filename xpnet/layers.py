@@ -9,12 +9,19 @@ The interface every layer shares:
   of each parameter ``P`` as the attribute ``dP`` (``dW``, ``db``). With ``input_grad=False``
   (the first layer of a network) dL/dx is not computed and None is returned.
 - ``param_names`` lists the parameter attributes; ``params`` and ``grads`` view them as dicts.
+  A layer owns its parameters: the arrays it is built from are copied, so nothing a caller passed
+  is ever written, and every gradient is a new array (never a view into something else), so
+  nothing can hold a stale copy of it.
+- ``buffer_names`` lists state that is not trained but must be saved (batch norm's running
+  statistics).
 
 Every layer takes its array namespace from its inputs, so a layer built from CuPy arrays runs on
 the GPU and one built from NumPy arrays on the CPU, with no other change.
 """
 
 from __future__ import annotations
+
+import numbers
 
 from .backend import namespace_of
 from .errors import ShapeError
@@ -28,6 +35,8 @@ class Layer:
     param_names: tuple[str, ...] = ()
     #: parameters that L2 weight decay applies to
     decay_names: tuple[str, ...] = ()
+    #: state that is saved with the parameters but not trained (running statistics)
+    buffer_names: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -73,8 +82,9 @@ class Affine(Layer):
                 f"Affine needs W of shape (in, out) and b of shape (out,), got W {tuple(W.shape)} "
                 f"and b {tuple(b.shape)}"
             )
-        self.W = W
-        self.b = b
+        xp = namespace_of(W)
+        self.W = xp.asarray(W, copy=True)
+        self.b = xp.asarray(b, copy=True)
         self.dW = None
         self.db = None
         self.x = None
@@ -187,6 +197,7 @@ class SoftmaxWithLoss:
         return xp.astype(t[..., None] == classes, x.dtype)
 
     def forward(self, x, t):
+        """Mean loss of scores x against labels t (checked by the caller: Network.loss checks them)."""
         xp = namespace_of(x)
         t = self._one_hot(t, x, xp)
         z = x - xp.max(x, axis=-1, keepdims=True)
@@ -197,7 +208,11 @@ class SoftmaxWithLoss:
         return self.loss
 
     def backward(self, dout=1.0):
-        return (self.y - self.t) * (dout / self.y.shape[0])
+        """(softmax(x) − t) · dout / N, in the scores' dtype whatever dout's type."""
+        if isinstance(dout, numbers.Number):  # Python or NumPy scalar: a float never promotes
+            return (self.y - self.t) * (float(dout) / self.y.shape[0])
+        xp = namespace_of(self.y)
+        return (self.y - self.t) * (xp.astype(dout, self.y.dtype) / self.y.shape[0])
 
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}

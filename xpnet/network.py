@@ -1,34 +1,53 @@
-"""Networks: a sequence of layers ending in a loss layer, and the book's TwoLayerNet on top of it."""
+"""Networks: a sequence of layers ending in a loss layer, and the book's TwoLayerNet on top of it.
+
+The layers are the one place where parameters and gradients live: ``params`` and ``grads`` are
+dicts of the layers' own arrays, built afresh at each access, so the book's idioms
+(``network.params[key] -= lr * grad[key]``, a backward pass by hand through ``network.layers``,
+``optimizer.update(network.params, grads)``) and the Trainer always act on the same arrays.
+"""
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import Backend, Random, backend_of, namespace_of, resolve
+from .backend import DTYPES, Backend, Random, backend_of, namespace_of, resolve
 from .errors import BackendError, ConfigError, ShapeError, choose
-from .fused import FusedStep, has_views
+from .functions import check_labels
 from .initializers import init_std
 from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss
 
 
-@dataclass
-class FlatParams:
-    """All parameters in one 1-D array, all gradients in another; `layout` says where each is.
+def check_float_dtype(xp, dtype):
+    """The namespace's floating dtype for `dtype`, or a ConfigError naming the choices."""
+    if isinstance(dtype, str):
+        return getattr(xp, choose("dtype", dtype, DTYPES))
+    if not xp.isdtype(dtype, "real floating"):
+        raise ConfigError(f"a network needs a floating dtype (float32 or float64), got {dtype}")
+    return dtype
 
-    layout: [(key, start, stop, shape)], in the network's parameter order.
+
+def count_correct(predict, x, t, batch_size: int = 10_000):
+    """Number of rows of x whose top score under `predict` is the true class, as a 0-d array.
+
+    Evaluated in chunks of `batch_size` so a whole training set fits in memory; `t` holds integer
+    labels or one-hot rows.
     """
-
-    params: Any
-    grads: Any
-    layout: list
+    xp = array_namespace(x)
+    correct = None
+    for start in range(0, x.shape[0], batch_size):
+        stop = min(start + batch_size, x.shape[0])
+        scores = predict(x[start:stop, ...])
+        labels = t[start:stop, ...]
+        if labels.ndim == 2:
+            labels = xp.argmax(labels, axis=1)
+        hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == labels, xp.int64))
+        correct = hits if correct is None else correct + hits
+    return correct
 
 
 class Network:
@@ -37,27 +56,21 @@ class Network:
     Layers are named by kind and position ("Affine1", "ReLU1", "Affine2"), and parameters by
     attribute and position ("W1", "b1", "W2", "b2"), as in the book. ``params`` and ``grads`` are
     dicts of the layers' own arrays, so an optimizer that updates ``params[key]`` in place updates
-    the layer.
+    the layer, and ``grads`` always holds what the last backward pass stored in the layers.
 
-    With ``fast=True`` (the default of MultiLayerNet and TwoLayerNet) on NumPy, CuPy and PyTorch,
-    the parameters are copied into one flat buffer and the layers keep views of it (so arrays you
-    passed to ``Affine(W, b)`` are no longer the layer's), the gradients likewise, and a network of
-    Affine and activation layers ending in SoftmaxWithLoss trains through ``xpnet.fused`` (fewer,
-    fused operations; the same numbers up to rounding). The gradient arrays are then reused: each
-    backward pass overwrites the previous one's, so copy them to keep them.
+    ``sample_ndim`` is the rank of one sample (1 for a vector of features, 3 for a C×H×W image):
+    an input of that rank is one sample, as in the book, and its scores come back without the
+    batch axis.
     """
 
-    def __init__(
-        self,
-        layers: Sequence[Layer],
-        loss_layer=None,
-        weight_decay: float = 0.0,
-        fast: bool = False,
-    ):
+    sample_ndim = 1
+
+    def __init__(self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0):
         if not layers:
             raise ConfigError("a network needs at least one layer")
         self.layers: OrderedDict[str, Layer] = OrderedDict()
         self._slots: list[tuple[str, Layer, str]] = []  # (param key, layer, attribute)
+        self._buffer_slots: list[tuple[str, Layer, str]] = []
         counts: dict[str, int] = {}
         for layer in layers:
             kind = type(layer).__name__
@@ -65,37 +78,18 @@ class Network:
             layer.name = f"{kind}{counts[kind]}"
             self.layers[layer.name] = layer
             self._slots += [(f"{p}{counts[kind]}", layer, p) for p in layer.param_names]
+            self._buffer_slots += [
+                (f"{layer.name}.{p}", layer, p) for p in getattr(layer, "buffer_names", ())
+            ]
         if not self._slots:
             raise ConfigError("a network needs at least one layer with parameters")
         self.last_layer = loss_layer if loss_layer is not None else SoftmaxWithLoss()
-        self.weight_decay = float(weight_decay)
-        self.flat: FlatParams | None = None
-        self._fused = None
-        self._label_dtypes: set = set()
-        if fast:
-            self._pack()
-
-    def _pack(self) -> None:
-        """Move every parameter into one flat buffer (and make the gradients views of another)."""
+        weight_decay = float(weight_decay)
+        if not weight_decay >= 0:
+            raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
+        self.weight_decay = weight_decay
         ref = self._first_param()
-        xp = namespace_of(ref)
-        if not has_views(xp):
-            return
-        layout, offset = [], 0
-        for key, layer, attr in self._slots:
-            n = math.prod(getattr(layer, attr).shape)
-            layout.append((key, offset, offset + n, tuple(getattr(layer, attr).shape)))
-            offset += n
-        kw = {"dtype": ref.dtype, "device": device_of(ref)}
-        flat = FlatParams(xp.zeros(offset, **kw), xp.zeros(offset, **kw), layout)
-        for (_, layer, attr), (_, start, stop, shape) in zip(self._slots, layout, strict=True):
-            view = xp.reshape(flat.params[start:stop], shape)
-            view[...] = getattr(layer, attr)
-            setattr(layer, attr, view)
-            setattr(layer, "d" + attr, xp.reshape(flat.grads[start:stop], shape))
-        self.flat = flat
-        self._grad_views = self.grads
-        self._fused = FusedStep.plan(list(self.layers.values()), self.last_layer)
+        check_float_dtype(namespace_of(ref), ref.dtype)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -106,28 +100,33 @@ class Network:
 
     @property
     def grads(self) -> dict:
-        """Gradients from the last backward pass, keyed like ``params``."""
+        """Gradients from the last backward pass, keyed like ``params`` (the layers' own arrays)."""
         return {key: getattr(layer, "d" + attr) for key, layer, attr in self._slots}
+
+    @property
+    def buffers(self) -> dict:
+        """State saved with the parameters but not trained ("BatchNormalization1.running_mean")."""
+        return {key: getattr(layer, attr) for key, layer, attr in self._buffer_slots}
 
     def set_params(self, params: dict) -> None:
         """Copy new values into every parameter (same keys and shapes), e.g. from a checkpoint.
 
-        The arrays are written in place, so views (the flat buffer) and references held by an
-        optimizer stay valid; `params` must be on the network's backend and device.
+        The arrays are written in place, so references held elsewhere (an optimizer's) stay
+        valid; `params` must be on the network's backend and device. Buffers ("Layer.name" keys,
+        see ``buffers``) may be included and are copied likewise.
         """
-        current = self.params
-        if set(params) != set(current):
+        current = {**self.params, **self.buffers}
+        expected = set(self.params)
+        if not expected <= set(params) <= set(current):
             raise ShapeError(
                 f"parameter names differ: the network has {sorted(current)}, got {sorted(params)}"
             )
-        for key, layer, _ in self._slots:
-            new, old = params[key], current[key]
+        for key, new in params.items():
+            old = current[key]
             if tuple(new.shape) != tuple(old.shape):
-                raise ShapeError(
-                    f"{key} of {layer.name} has shape {tuple(old.shape)}, got {tuple(new.shape)}"
-                )
-        for key, _, _ in self._slots:
-            current[key][...] = params[key]
+                raise ShapeError(f"{key} has shape {tuple(old.shape)}, got {tuple(new.shape)}")
+        for key, new in params.items():
+            current[key][...] = new
 
     def _first_param(self):
         _, layer, attr = self._slots[0]
@@ -143,10 +142,9 @@ class Network:
         """The parameters' dtype."""
         return self._first_param().dtype
 
-    # -- the book's interface -----------------------------------------------------------------
+    # -- checks at the edge -------------------------------------------------------------------
 
-    def _prepare(self, x, what: str = "input"):
-        """Check that `x` lives where the parameters do, and cast inputs to their dtype."""
+    def _same_place(self, x, what: str) -> None:
         ref = self._first_param()
         if type(x) is not type(ref):
             try:
@@ -162,80 +160,97 @@ class Network:
                 f"the {what} is on device {device_of(x)} but the network is on {device_of(ref)}; "
                 f"move it to the network's device first"
             )
-        if what == "input" and x.dtype != ref.dtype:
-            x = namespace_of(x).astype(x, ref.dtype)
-        return x
 
-    def predict(self, x, train: bool = False):
-        """Scores (pre-softmax outputs) for a batch x."""
-        x = self._prepare(x)
-        if not train and self._fused is not None:
-            return self._fused.predict(x)
+    def _input(self, x):
+        """x on the network's backend and device, in its dtype, with a batch axis; and whether
+        it was a single sample."""
+        self._same_place(x, "input")
+        xp = namespace_of(x)
+        single = x.ndim == self.sample_ndim
+        if single:
+            x = xp.reshape(x, (1, *x.shape))
+        elif x.ndim < self.sample_ndim:
+            raise ShapeError(
+                f"an input of shape {tuple(x.shape)} has fewer axes than one sample "
+                f"({self.sample_ndim})"
+            )
+        if x.shape[0] == 0:
+            raise ShapeError("the batch is empty: give at least one sample")
+        if x.dtype != self.dtype:
+            if not xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+                raise ShapeError(f"inputs must be real numbers, got dtype {x.dtype}")
+            x = xp.astype(x, self.dtype)
+        return x, single
+
+    def _labels(self, t, scores_shape, single: bool):
+        self._same_place(t, "labels")
+        if single and t.ndim < 2 and tuple(t.shape) != (1,):  # one label, or one one-hot row
+            t = namespace_of(t).reshape(t, (1, *t.shape))
+        check_labels(t, scores_shape)
+        return t
+
+    # -- the book's interface -----------------------------------------------------------------
+
+    def _forward(self, x, train: bool):
         for layer in self.layers.values():
             x = layer.forward(x, train)
         return x
 
-    def _decay_loss(self, xp):
-        return (
-            0.5
-            * self.weight_decay
-            * sum(
-                xp.sum(getattr(layer, p) ** 2)
-                for layer in self.layers.values()
-                for p in layer.decay_names
-            )
+    def predict(self, x, train: bool = False):
+        """Scores (pre-softmax outputs) for a batch x, or for one sample (then without batch axis)."""
+        x, single = self._input(x)
+        scores = self._forward(x, train)
+        return scores[0, ...] if single else scores
+
+    def decay_loss(self):
+        """½·λ·Σ‖W‖² over the weights that decay applies to, as a 0-d array (0.0 when λ = 0)."""
+        if not self.weight_decay:
+            return 0.0
+        xp = namespace_of(self._first_param())
+        total = sum(
+            xp.sum(getattr(layer, p) ** 2)
+            for layer in self.layers.values()
+            for p in layer.decay_names
         )
+        return 0.5 * self.weight_decay * total
+
+    def add_decay_grads(self) -> None:
+        """Add λ·W to the gradient of every weight that decay applies to (after a backward pass)."""
+        if not self.weight_decay:
+            return
+        for layer in self.layers.values():
+            for p in layer.decay_names:
+                setattr(layer, "d" + p, getattr(layer, "d" + p) + self.weight_decay * getattr(layer, p))
 
     def loss(self, x, t, train: bool = True):
-        """Mean loss of batch (x, t) plus the L2 penalty ½·λ·Σ‖W‖², as a 0-d device array."""
-        scores = self.predict(x, train=train)
-        loss = self.last_layer.forward(scores, self._prepare(t, "labels"))
-        if self.weight_decay:
-            loss = loss + self._decay_loss(array_namespace(scores))
-        return loss
+        """Mean loss of batch (x, t) plus the L2 penalty ½·λ·Σ‖W‖², as a 0-d device array.
 
-    def forward_backward(self, x, t):
+        Labels are integer classes or one-hot rows; they are checked (one host read).
+        """
+        x, single = self._input(x)
+        scores = self._forward(x, train)
+        t = self._labels(t, scores.shape, single)
+        return self.last_layer.forward(scores, t) + self.decay_loss()
+
+    def forward_backward(self, x, t, *, check: bool = True):
         """One forward and one backward pass: returns the loss and leaves every gradient in `grads`.
 
-        The first layer computes no dL/dx, which nothing would use.
+        The first layer computes no dL/dx, which nothing would use. ``check=False`` skips the
+        input and label checks, for a loop over data that was checked once (the Trainer's).
         """
-        fused = self._fused is not None and t.ndim == 1 and self._integer_labels(t)
-        if fused:
-            loss = self._fused.forward_backward(self._prepare(x), self._prepare(t, "labels"))
+        if check:
+            x, single = self._input(x)
+            scores = self._forward(x, train=True)
+            t = self._labels(t, scores.shape, single)
         else:
-            loss = self.loss(x, t, train=True)
-            dout = self.last_layer.backward(1.0)
-            layers = list(self.layers.values())
-            for i in range(len(layers) - 1, -1, -1):
-                dout = layers[i].backward(dout, input_grad=i > 0)
-            if self.flat is not None:  # keep the gradients in the flat buffer
-                for key, layer, attr in self._slots:
-                    view = self._grad_views[key]
-                    view[...] = getattr(layer, "d" + attr)
-                    setattr(layer, "d" + attr, view)
-        if self.weight_decay:
-            xp = namespace_of(loss)
-            if fused:  # the reference path's loss() already holds the penalty
-                loss = loss + self._decay_loss(xp)
-            for layer in self.layers.values():
-                for p in layer.decay_names:
-                    grad = getattr(layer, "d" + p)
-                    grad += self.weight_decay * getattr(layer, p)
+            scores = self._forward(x, train=True)
+        loss = self.last_layer.forward(scores, t) + self.decay_loss()
+        dout = self.last_layer.backward(1.0)
+        layers = list(self.layers.values())
+        for i in range(len(layers) - 1, -1, -1):
+            dout = layers[i].backward(dout, input_grad=i > 0)
+        self.add_decay_grads()
         return loss
-
-    def _integer_labels(self, t) -> bool:
-        if t.dtype not in self._label_dtypes:
-            if not namespace_of(t).isdtype(t.dtype, "integral"):
-                return False
-            self._label_dtypes.add(t.dtype)
-        return True
-
-    def step(self, optimizer) -> None:
-        """Update the parameters from the last gradients: at once, when they share a flat buffer."""
-        if self.flat is not None and hasattr(optimizer, "update_flat"):
-            optimizer.update_flat(self.flat)
-        else:
-            optimizer.update(self.params, self.grads)
 
     def gradient(self, x, t) -> dict:
         """Gradients of the loss with respect to every parameter, by backpropagation."""
@@ -243,28 +258,15 @@ class Network:
         return self.grads
 
     def count_correct(self, x, t, batch_size: int = 10_000):
-        """Number of samples whose top score is the true class, as a 0-d device array.
-
-        Evaluated in chunks of `batch_size` so a whole training set fits in memory.
-        """
-        x = self._prepare(x)
-        t = self._prepare(t, "labels")
-        xp = array_namespace(x)
-        correct = None
-        for start in range(0, x.shape[0], batch_size):
-            stop = min(start + batch_size, x.shape[0])
-            scores = self.predict(x[start:stop, ...], train=False)
-            labels = t[start:stop, ...]
-            if labels.ndim == 2:
-                labels = xp.argmax(labels, axis=1)
-            hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == labels, xp.int64))
-            correct = hits if correct is None else correct + hits
-        return correct
+        """Number of samples whose top score is the true class, as a 0-d device array."""
+        x, single = self._input(x)
+        scores_shape = (x.shape[0], self._forward(x[:1, ...], train=False).shape[-1])
+        t = self._labels(t, scores_shape, single)
+        return count_correct(lambda xb: self._forward(xb, train=False), x, t, batch_size)
 
     def accuracy(self, x, t, batch_size: int = 10_000) -> float:
         """Fraction of samples classified correctly (one host read at the end)."""
-        if x.shape[0] == 0:
-            raise ShapeError("accuracy of an empty batch is undefined")
+        x, _ = self._input(x)
         return int(self.count_correct(x, t, batch_size)) / x.shape[0]
 
     def __repr__(self) -> str:
@@ -294,7 +296,6 @@ class MultiLayerNet(Network):
         backend: str | None = None,
         dtype="float32",
         seed: int | None = 0,
-        fast: bool = True,
     ):
         sizes = [input_size, *hidden_sizes, output_size]
         if any(not isinstance(n, int) or n <= 0 for n in sizes):
@@ -303,6 +304,7 @@ class MultiLayerNet(Network):
             raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
         activation_cls = ACTIVATIONS[choose("activation", activation, tuple(ACTIVATIONS))]
         be = resolve(device, backend)
+        dtype = check_float_dtype(be.xp, dtype)
         rng = Random(seed)
         layers: list[Layer] = []
         for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
@@ -316,9 +318,10 @@ class MultiLayerNet(Network):
             layers.append(Affine(W, be.zeros((n_out,), dtype)))
             if i < len(sizes) - 2:
                 layers.append(activation_cls())
-        super().__init__(layers, SoftmaxWithLoss(), weight_decay, fast)
+        super().__init__(layers, SoftmaxWithLoss(), weight_decay)
         self.sizes = sizes
         self.config = {
+            "model": "mlp",
             "input_size": input_size,
             "hidden_sizes": list(hidden_sizes),
             "output_size": output_size,
@@ -342,9 +345,8 @@ class TwoLayerNet(MultiLayerNet):
         backend: str | None = None,
         dtype="float32",
         seed: int | None = 0,
-        fast: bool = True,
     ):
         super().__init__(
             input_size, [hidden_size], output_size, "relu", weight_init_std,
-            device=device, backend=backend, dtype=dtype, seed=seed, fast=fast,
+            device=device, backend=backend, dtype=dtype, seed=seed,
         )  # fmt: skip

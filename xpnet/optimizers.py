@@ -7,6 +7,9 @@ the class docstrings say where the book's version differs.
 The step count t counts update() calls, so every parameter is expected in every call (a Network's
 grads always hold them all). Step-dependent factors (bias corrections, AdaGrad's decayed rate) are
 Python floats: they never change a dtype and never read a value back from the device.
+
+On backends with fused kernels (xpnet.fused: PyTorch, CuPy) the plain SGD and Adam/AdamW rules
+update each parameter in one operation; the tests compare that with the code written here.
 """
 
 from __future__ import annotations
@@ -19,10 +22,7 @@ from array_api_compat import device as device_of
 
 from .backend import dtype_name, namespace_of, to_numpy
 from .errors import CheckpointError, ConfigError, choose
-from .fused import Kernels, kernels_for
-
-#: the state key of all parameters at once, in update_flat
-FLAT = "*"
+from .fused import kernels_for
 
 
 def _number(name: str, value) -> float:
@@ -80,7 +80,10 @@ def _adopt(array, like):
 
 
 class Optimizer:
-    """Base class. Subclasses implement `update` and list their per-parameter state in `slots`."""
+    """Base class. Subclasses implement `update` and list their per-parameter state in `slots`.
+
+    ``kernels`` is False to always run the rules written here (the fused kernels' reference).
+    """
 
     slots: tuple[str, ...] = ()
 
@@ -88,8 +91,8 @@ class Optimizer:
         self.lr = _positive("learning rate", lr)
         self.state: dict[str, dict] = {}  # slot name -> {param key -> array}
         self.steps = 0
+        self.kernels = True
         self._loaded: set[tuple[str, str]] = set()  # (slot, key) of arrays not yet adopted
-        self._layout: list | None = None  # [(key, start, stop, shape)] once update_flat is used
 
     @property
     def lr(self) -> float:
@@ -107,58 +110,17 @@ class Optimizer:
     def update(self, params: dict, grads: dict) -> None:
         raise NotImplementedError
 
-    def update_flat(self, flat) -> None:
-        """Update every parameter at once: `flat` holds them all in one vector (network.FlatParams).
-
-        Every rule here is elementwise, so this is the same update as `update` on each parameter,
-        in a few operations instead of a few per parameter; backends with fused kernels
-        (xpnet.fused) do the common rules in one. The state is kept flat too, and state_dict()
-        still gives it per parameter.
-        """
-        self._layout = flat.layout
-        if not self._update_fused(flat.params, flat.grads):
-            self.update({FLAT: flat.params}, {FLAT: flat.grads})
-
-    def _update_fused(self, p, g) -> bool:
-        """Apply the rule with a backend's fused kernel, if there is one for this configuration."""
-        return False
-
-    def _has_state(self, slot: str, key: str) -> bool:
-        table = self.state.get(slot, {})
-        if key == FLAT:  # flat state, or per-parameter state that _slot will pack
-            return bool(table)
-        return key in table or FLAT in table
-
-    def _view(self, flat, key: str):
-        for k, start, stop, shape in self._layout:
-            if k == key:
-                return namespace_of(flat).reshape(flat[start:stop], shape)
-        raise KeyError(key)
-
-    def _pack(self, slot: str, like):
-        """One flat state array from per-parameter ones (loaded from a checkpoint, say)."""
-        xp = namespace_of(like)
-        table, parts = self.state[slot], []
-        for key, start, stop, shape in self._layout:
-            part = like[start:stop]
-            if key in table:
-                part = xp.reshape(_adopt(table[key], xp.reshape(part, shape)), (-1,))
-            else:
-                part = xp.zeros_like(part)
-            parts.append(part)
-        self._loaded = {(s, k) for s, k in self._loaded if s != slot}
-        return xp.concat(parts)
+    def _kernel(self, name: str, like):
+        """The backend's fused kernel `name` for arrays like `like`, or None."""
+        if not self.kernels:
+            return None
+        kernels = kernels_for(namespace_of(like), device_of(like))
+        return getattr(kernels, name, None) if kernels is not None else None
 
     def _slot(self, slot: str, key: str, like, fill: float = 0.0, first=None):
-        """The `slot` state array of parameter `key` (FLAT: of all of them, as one vector).
-
-        A missing one is created like the parameter: filled with `fill`, or a copy of `first`.
-        """
+        """The `slot` state array of parameter `key`, created like the parameter when missing:
+        filled with `fill`, or a copy of `first`."""
         table = self.state.setdefault(slot, {})
-        if key != FLAT and FLAT in table:
-            return self._view(table[FLAT], key)
-        if key == FLAT and FLAT not in table and table:
-            self.state[slot] = table = {FLAT: self._pack(slot, like)}
         array = table.get(key)
         if array is None:
             xp = array_namespace(like)
@@ -179,12 +141,7 @@ class Optimizer:
 
         The arrays are the live ones, which later updates change in place; copy them for a snapshot.
         """
-        state = {}
-        for slot, arrays in self.state.items():
-            if FLAT in arrays:
-                arrays = {key: self._view(arrays[FLAT], key) for key, *_ in self._layout}
-            state[slot] = dict(arrays)
-        return {"steps": self.steps, "state": state}
+        return {"steps": self.steps, "state": {s: dict(a) for s, a in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from `state_dict()`'s output, with arrays on any backend (NumPy from a file, say).
@@ -240,28 +197,22 @@ class SGD(Optimizer):
             )
         self.slots = ("momentum_buffer",) if self.momentum else ()
 
-    def _update_fused(self, p, g) -> bool:
-        if (
-            self.momentum
-            or self.weight_decay
-            or kernels_for(namespace_of(p)).sgd(p, g, self.lr) is None
-        ):
-            return False
-        self.steps += 1
-        return True
-
     def update(self, params: dict, grads: dict) -> None:
         self.steps += 1
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if not (mu or wd):
             for key, grad in grads.items():
-                params[key] -= lr * grad
+                kernel = self._kernel("sgd", grad)
+                if kernel is not None:
+                    kernel(params[key], grad, lr)
+                else:
+                    params[key] -= lr * grad
             return
         for key, grad in grads.items():
             p = params[key]
             g = _with_decay(grad, p, wd)
             if mu:
-                fresh = not self._has_state("momentum_buffer", key)
+                fresh = key not in self.state.get("momentum_buffer", {})
                 # torch starts the buffer at the first (undamped) gradient, not at zero
                 b = self._slot("momentum_buffer", key, p, first=g)
                 if not fresh:
@@ -442,27 +393,18 @@ class Adam(Optimizer):
         shrink = 1 - self.lr * self.weight_decay if self.decoupled else 1.0
         return self.lr / (1 - beta1**t), math.sqrt(1 - beta2**t), shrink
 
-    def _update_fused(self, p, g) -> bool:
-        kernels = kernels_for(namespace_of(p))
-        if (
-            self.amsgrad
-            or (self.weight_decay and not self.decoupled)
-            or type(kernels).adam is Kernels.adam
-        ):
-            return False
-        self.steps += 1
-        step_size, root_correction, shrink = self._factors(self.steps)
-        m = self._slot("exp_avg", FLAT, p)
-        v = self._slot("exp_avg_sq", FLAT, p)
-        kernels.adam(p, g, m, v, *self.betas, step_size, root_correction, self.eps, shrink)
-        return True
-
     def update(self, params: dict, grads: dict) -> None:
         self.steps += 1
         t, (beta1, beta2), wd = self.steps, self.betas, self.weight_decay
         step_size, root_correction, shrink = self._factors(t)
+        fusable = not self.amsgrad and (self.decoupled or not wd)
         for key, grad in grads.items():
             p = params[key]
+            kernel = self._kernel("adam", p) if fusable else None
+            if kernel is not None:
+                m, v = self._slot("exp_avg", key, p), self._slot("exp_avg_sq", key, p)
+                kernel(p, grad, m, v, beta1, beta2, step_size, root_correction, self.eps, shrink)
+                continue
             xp = array_namespace(p)
             if self.decoupled:
                 g = grad

@@ -25,7 +25,8 @@ from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkp
 from .errors import ConfigError, DataError, TrainingDiverged, XpnetError
 from .fileio import atomic_write_text
 from .initializers import parse_init
-from .network import MultiLayerNet
+from .fused import FusedStep
+from .network import MultiLayerNet, count_correct
 from .optimizers import make_optimizer
 from .progress import Progress
 
@@ -51,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int | None = None  # default: once per epoch (every few on small datasets)
     checkpoint_every: int | None = None  # default: at every log line
+    fused: bool = True  # the fast path (xpnet.fused) where the backend has one; False: the layers
 
     def __post_init__(self):
         if self.lr is None:
@@ -206,6 +208,9 @@ class Trainer:
             config.init, config.weight_decay, device=self.be, dtype=config.dtype, seed=config.seed,
         )  # fmt: skip
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
+        # the same step in fewer operations where the backend has kernels; it reads and writes
+        # the layers' own arrays, so the network stays the one source of truth
+        self.fused = FusedStep.plan(self.net) if config.fused else None
         self.out = Path(out) if out is not None else None
         self.verbose = verbose
         self.progress = progress
@@ -260,15 +265,21 @@ class Trainer:
         net, opt, B = self.net, self.optimizer, self.config.batch_size
         x, t = self.data.x_train, self.data.t_train
         losses = self._losses
+        # the data were checked once in to_device, so the step skips the checks
+        if self.fused is not None:
+            forward_backward = self.fused.forward_backward
+        else:
+
+            def forward_backward(xb, tb):
+                return net.forward_backward(xb, tb, check=False)
+
         while self.iteration < stop:
             epoch, k = divmod(self.iteration, self.steps_per_epoch)
             order = self._epoch_order(epoch)
             for j in range(k, min(self.steps_per_epoch, k + stop - self.iteration)):
                 idx = order[j * B : (j + 1) * B]
-                losses.append(
-                    net.forward_backward(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
-                )
-                net.step(opt)
+                losses.append(forward_backward(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0)))
+                opt.update(net.params, net.grads)
                 self.iteration += 1
                 bar.update()
                 if stop_signals.signum is not None:
@@ -285,8 +296,15 @@ class Trainer:
 
     def _evaluate(self) -> tuple[float, float]:
         d = self.data
-        train = self.net.count_correct(d.x_train, d.t_train)
-        test = self.net.count_correct(d.x_test, d.t_test)
+        if self.fused is not None:
+            predict = self.fused.predict
+        else:
+
+            def predict(xb):
+                return self.net.predict(xb, train=False)
+
+        train = count_correct(predict, d.x_train, d.t_train)
+        test = count_correct(predict, d.x_test, d.t_test)
         return int(train) / d.x_train.shape[0], int(test) / d.x_test.shape[0]
 
     def _diverged(self, total: float, count: int) -> TrainingDiverged:
