@@ -220,7 +220,9 @@ class Network:
             return
         for layer in self.layers.values():
             for p in layer.decay_names:
-                setattr(layer, "d" + p, getattr(layer, "d" + p) + self.weight_decay * getattr(layer, p))
+                setattr(
+                    layer, "d" + p, getattr(layer, "d" + p) + self.weight_decay * getattr(layer, p)
+                )
 
     def loss(self, x, t, train: bool = True):
         """Mean loss of batch (x, t) plus the L2 penalty ½·λ·Σ‖W‖², as a 0-d device array.

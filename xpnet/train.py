@@ -24,8 +24,8 @@ from .backend import Backend, resolve, synchronize
 from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
 from .errors import ConfigError, DataError, TrainingDiverged, XpnetError
 from .fileio import atomic_write_text
-from .initializers import parse_init
 from .fused import FusedStep
+from .initializers import parse_init
 from .network import MultiLayerNet, count_correct
 from .optimizers import make_optimizer
 from .progress import Progress
