@@ -411,8 +411,7 @@ def plot_filters(
         1, len(panels), figsize=(width, 0.5 + 5.2 * nrows / ncols + 0.6), layout="constrained"
     )
     axes = np.atleast_1d(axes)
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")  # the gaps between filters
     for ax, (label, filters) in zip(axes, panels, strict=True):
         images, rgb = _displayable(filters[:k])
         grid = tile(images, ncols)
