@@ -209,6 +209,7 @@ def test_user_errors_are_one_line(tmp_path):
         (["model", str(tmp_path / "missing.npz")], 1, "does not exist"),
         ([str(not_a_model)], 1, "is not a readable xpnet checkpoint"),
         (["paint"], 2, "invalid choice: 'paint'"),
+        (["activations", "--out", str(not_a_model)], 2, "is a file, not a folder"),
     ]:
         done = _script(*args, cwd=tmp_path)
         assert done.returncode == status, done.stderr
@@ -267,6 +268,8 @@ def test_convolution_weights_and_inputs_keep_their_shape(backend, tmp_path):
     rgb = rng.standard_normal((4, 3, 5, 5))
     assert_png(visualize.plot_filters(rgb, tmp_path / "rgb.png"), 3_000)
     assert_png(visualize.plot_misclassified(x, mis, tmp_path / "m.png"), 3_000)
+    none = visualize.Misclassified(*(np.zeros(0, dtype) for dtype in (int, int, int, float)), 30)
+    assert_png(visualize.plot_misclassified(x, none, tmp_path / "none.png"), 3_000)
 
 
 def test_image_shapes():

@@ -321,13 +321,13 @@ def draw_model(
     name = test.name if test is not None else (dataset or ckpt.extra.get("dataset", {}).get("name"))
 
     W = first_weight(net)
-    image_shape = (
-        tuple(test.x_test.shape[1:])
-        if test is not None and W.ndim == 2
-        else guess_image_shape(W.shape[0], name)
-        if W.ndim == 2
-        else None
-    )
+    image_shape = None  # a convolution's filters are images already
+    if W.ndim == 2:
+        image_shape = (
+            tuple(test.x_test.shape[1:])
+            if test is not None
+            else guess_image_shape(W.shape[0], name)
+        )
     after = filters_as_images(W, image_shape)
     init = initial_network(ckpt, be, dtype=ckpt.config.get("dtype", "float32"))
     before = None
@@ -561,6 +561,10 @@ def _normalize_argv(argv: list[str]) -> list[str]:
 
 
 def run(args) -> int:
+    from .cli import prepare_output_folder
+
+    if args.out is not None:  # before any work, so a bad --out costs no time
+        prepare_output_folder(Path(args.out))
     if args.command == "activations":
         done = draw_activations(args.out, args.device, args.backend, args.dtype)
         c = done["curves"]
