@@ -21,8 +21,8 @@ import numpy as np
 
 from . import functions
 from .backend import BACKENDS, DEVICES, DTYPES, Backend, resolve, to_numpy
-from .checkpoint import Checkpoint, describe, load_checkpoint, load_model
-from .errors import CheckpointError, ConfigError, DataError
+from .checkpoint import Checkpoint, build_model, describe, load_checkpoint, load_model
+from .errors import CheckpointError, ConfigError, DataError, XpnetError
 from .fileio import atomic_write
 from .layers import ReLU, Sigmoid, Tanh
 
@@ -194,22 +194,9 @@ def initial_network(ckpt: Checkpoint, be: Backend, dtype="float32"):
     seed, m = _seed(ckpt), ckpt.model
     if seed is None:
         return None
-    from . import checkpoint as ckpt_module
-
-    build = getattr(ckpt_module, "build_model", None)  # a generic builder, where there is one
     try:
-        if build is not None:
-            return build(m, device=be, dtype=dtype, seed=seed)
-        if "hidden_sizes" not in m:
-            return None
-        from .network import MultiLayerNet
-
-        return MultiLayerNet(
-            m["input_size"], m["hidden_sizes"], m["output_size"], m.get("activation", "relu"),
-            m.get("weight_init", 0.01), m.get("weight_decay", 0.0),
-            device=be, dtype=dtype, seed=seed,
-        )  # fmt: skip
-    except (KeyError, TypeError):
+        return build_model(m, device=be, dtype=dtype, seed=seed)
+    except (KeyError, TypeError, XpnetError):
         return None
 
 
