@@ -1,7 +1,10 @@
 """Test sessions, one per array backend, and lint. `nox -l` lists them."""
 
 import os
+import re
 import shutil
+import tomllib
+from pathlib import Path
 
 import nox
 
@@ -38,6 +41,29 @@ def tests(session: nox.Session, backend: str) -> None:
     env = {"XPNET_TEST_BACKENDS": BACKENDS[backend]}
     if "XPNET_MNIST_DIR" in os.environ:
         env["XPNET_MNIST_DIR"] = os.environ["XPNET_MNIST_DIR"]
+    session.run("pytest", *session.posargs, env=env)
+
+
+def minimum_versions() -> list[str]:
+    """The lowest versions pyproject.toml declares (its dependencies and the test extra), pinned."""
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    pins = []
+    for requirement in declared:
+        match = re.fullmatch(r"([A-Za-z0-9_.\[\]-]+)>=([0-9.]+)", requirement.replace(" ", ""))
+        if match is None:
+            raise ValueError(f"cannot pin {requirement!r}: write floors as NAME>=VERSION")
+        pins.append(f"{match[1]}=={match[2]}")
+    return pins
+
+
+@nox.session
+def minimum(session: nox.Session) -> None:
+    """The suite (numpy and array_api_strict) on the lowest versions pyproject.toml declares."""
+    session.install(*minimum_versions())
+    session.install("--no-deps", "-e", ".")
+    session.run("pip", "list")
+    env = {"XPNET_TEST_BACKENDS": "numpy,strict,strict-device1"}
     session.run("pytest", *session.posargs, env=env)
 
 

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dtype", choices=DTYPES, default=None, help=f"floating dtype (default: {d.dtype})"
     )
+    g.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
+                   help="run every step through the layers themselves (the book's code), not "
+                   "the fused kernels of xpnet.fused; the same numbers up to rounding, slower")  # fmt: skip
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
@@ -152,7 +155,7 @@ def _config_from_args(args) -> dict:
         k: getattr(args, k)
         for k in ("device", "backend", "dtype", "dataset", "data_dir", "hidden", "activation", "init",
                   "optimizer", "lr", "weight_decay", "batch_size", "iters", "epochs", "seed", "log_every",
-                  "checkpoint_every")
+                  "checkpoint_every", "fused")
         if getattr(args, k) is not None
     }  # fmt: skip
     if "epochs" in given:
@@ -210,7 +213,8 @@ def run(args) -> int:
         trainer.restore(ckpt)
 
     n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
-    print(f"backend: {be.name} on {be.device}, dtype {config.dtype}")
+    path = "fused kernels" if trainer.fused is not None else "the layers"
+    print(f"backend: {be.name} on {be.device}, dtype {config.dtype}; steps through {path}")
     print(
         f"dataset: {dataset.name} from {dataset.source} ({n_train} train / {n_test} test samples)"
     )

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numbers
 
+from array_api_compat import device as device_of
+
 from .backend import namespace_of
 from .errors import ShapeError
 from .functions import as_one_hot, sigmoid
@@ -188,10 +190,10 @@ class SoftmaxWithLoss:
             classes is None
             or classes.shape[0] != x.shape[-1]
             or classes.dtype != t.dtype
-            or classes.device != t.device
+            or device_of(classes) != device_of(t)
         ):
             as_one_hot(t, x)  # validates shape and dtype, raising a ShapeError that names both
-            classes = self._classes = xp.arange(x.shape[-1], dtype=t.dtype, device=t.device)
+            classes = self._classes = xp.arange(x.shape[-1], dtype=t.dtype, device=device_of(t))
         if t.shape != x.shape[:-1]:
             as_one_hot(t, x)
         return xp.astype(t[..., None] == classes, x.dtype)
