@@ -1,31 +1,65 @@
 #!/usr/bin/env bash
 # One command for a machine with a CUDA GPU: the CuPy and torch-CUDA tests, then the benchmark.
 #
-#   bash scripts/gpu_check.sh [OUTDIR]
+#   bash scripts/gpu_check.sh OUTDIR [PARTS...]     PARTS: tests bench cnn train (default: all)
 #
 # Needs numpy, cupy, pytest (and torch for the torch rows) and array-api-compat; where pip cannot
-# reach an index, put the wheels of what is missing in .whl/ (git-ignored) and they are installed
+# reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
 # into a private folder first. MNIST is read from .gpu/mnist/ (git-ignored) or $XPNET_MNIST_DIR;
-# without it the benchmark uses synthetic data of MNIST's shape.
+# without it the benchmark uses synthetic data of MNIST's shape. Every result lands in OUTDIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
+shift || true
+parts=${*:-tests bench cnn train}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/xpnet-site .whl/*.whl || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/xpnet-site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/xpnet-site
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 [ -d .gpu/mnist ] && export XPNET_MNIST_DIR="$PWD/.gpu/mnist"
+has() { [[ " $parts " == *" $1 "* ]]; }
+stamp() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$out/timeline.txt"; }
 
+stamp start "$parts"
 {
     nvidia-smi -L
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    nproc
     python3 -c "import sys, numpy, cupy; print(sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())"
-    python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || true
+    python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))" || true
+    python3 -c "import array_api_compat; print('array_api_compat', array_api_compat.__version__)"
 } 2>&1 | tee "$out/versions.txt"
 
-# every backend-parametrized test, restricted to the GPU backends; real MNIST when present
-XPNET_TEST_BACKENDS=cupy,torch-cuda python3 -m pytest -q -p no:cacheprovider -o filterwarnings=error \
-    tests/test_slides.py tests/test_layers.py tests/test_network.py tests/test_fused.py \
-    tests/test_optimizers.py tests/test_train.py tests/test_backend.py 2>&1 | tee "$out/pytest.txt"
-python3 scripts/bench.py --no-slides --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+if has tests; then
+    stamp tests
+    # every backend-parametrized test, restricted to the GPU backends, and the GPU-only tests
+    files=$(ls tests/test_{layers,network,fused,optimizers,train,backend,core,slides,conv,batchnorm_dropout,convnet,visualize}.py 2>/dev/null)
+    XPNET_TEST_BACKENDS=cupy,torch-cuda timeout 420 python3 -m pytest -q -p no:cacheprovider \
+        -o filterwarnings=error -m "not slow" -rs $files 2>&1 | tail -n 80 | tee "$out/pytest.txt"
+fi
+if has train; then
+    stamp train
+    # the command the project exists for, on the GPU and on this machine's CPU
+    for device in cuda cpu; do
+        timeout 120 python3 scripts/train.py --device "$device" --no-progress --no-plot \
+            --dataset mnist --data-dir "${XPNET_MNIST_DIR:-.gpu/mnist}" --out "/tmp/xpnet-run-$device" 2>&1 | tail -n 4 | tee -a "$out/train.txt"
+    done
+fi
+if has bench; then
+    stamp bench
+    runners="xpnet-cupy xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu"
+    timeout 420 python3 scripts/bench.py --configs slides large --runners $runners --repeat 1 \
+        --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+fi
+if has cnn; then
+    stamp cnn
+    if python3 scripts/bench.py --help | grep -q simple-cnn; then
+        timeout 300 python3 scripts/bench.py --configs simple-cnn --runners xpnet-cupy \
+            xpnet-torch-cuda torch-cuda xpnet-numpy --repeat 1 --json "$out/bench-cnn.json" \
+            2>&1 | tee "$out/bench-cnn.txt"
+    fi
+fi
+stamp done
