@@ -670,6 +670,24 @@ def test_a_data_dir_that_does_not_exist_is_an_error_and_is_not_created(
     assert tiny.server.requests == []
 
 
+def test_unavailable_is_told_apart_from_a_wrong_folder(
+    tiny, tmp_path, closed_port_url, monkeypatch
+):
+    """Callers such as a benchmark fall back only on DataUnavailable, never on a mistyped folder."""
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", tmp_path / "typo")
+    assert not isinstance(info.value, datasets.DataUnavailable)
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    with pytest.raises(datasets.DataUnavailable) as info:
+        load_dataset("mnist")
+    assert (
+        info.value.why.startswith("no network: ")
+        and info.value.where == tmp_path / "cache" / "xpnet" / "mnist"
+    )
+    with pytest.raises(datasets.DataUnavailable, match="downloading is off"):
+        load_dataset("mnist", download=False)
+
+
 def test_a_data_dir_that_is_a_file_is_an_error(tiny, tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
@@ -860,6 +878,7 @@ def real_mnist():
 def test_real_mnist(real_mnist):
     d = real_mnist
     assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert d.name == "mnist" and d.image_shape == (1, 28, 28)
     assert d.x_train.dtype == np.float32 and d.t_train.dtype == np.int64
     assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_test.max() == 1.0
     assert abs(float(d.x_train.mean()) - 0.1307) < 1e-3  # the well-known MNIST pixel mean
@@ -982,6 +1001,9 @@ def test_cifar10_is_registered_with_the_published_checksum():
     assert archive.test == ("test_batch.bin",)
     assert datasets.MIRRORS["cifar10"] == ("https://www.cs.toronto.edu/~kriz/",)
     assert "cifar10" in datasets.DATASETS
+    fashion = datasets.RESOURCES["fashion-mnist"].class_names
+    assert len(fashion) == 10 and fashion[0] == "T-shirt/top" and fashion[9] == "Ankle boot"
+    assert datasets.RESOURCES["mnist"].class_names == tuple("0123456789")
 
 
 def test_cifar10_is_downloaded_verified_and_cached(cifar, isolated):

@@ -345,8 +345,12 @@ class _BadFile(DataError):
         self.other = other  # the dataset the file genuinely belongs to, if another one
 
 
-class _Unavailable(DataError):
-    """Files are missing and could not be downloaded for want of a network (or with downloads off)."""
+class DataUnavailable(DataError):
+    """A dataset's files are missing and cannot be had: no network, downloading is off, or the
+    folder they would be downloaded into cannot be written. Nothing the user named is wrong, so
+    callers may fall back (as "auto" does to digits); a bad file, or a --data-dir that does not
+    exist or holds no dataset, is a plain DataError instead. `why` says which, `where` the folder.
+    """
 
     def __init__(self, message: str, why: str, where: Path):
         super().__init__(message)
@@ -617,11 +621,11 @@ def _strerror(exc: OSError) -> str:
     return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
 
 
-def _unwritable(directory: Path, exc: OSError) -> _Unavailable:
+def _unwritable(directory: Path, exc: OSError) -> DataUnavailable:
     """A folder that cannot be written to: like no network, the dataset cannot be had, so "auto"
     falls back to digits over it (unless the user named the folder)."""
     why = f"cannot write to {directory}: {_strerror(exc)}"
-    return _Unavailable(
+    return DataUnavailable(
         f"{why}; set XDG_CACHE_HOME or XPNET_DATA_DIR to a writable folder, or pass --data-dir "
         f"DIR naming a folder that holds the dataset",
         why,
@@ -765,7 +769,7 @@ def _fetch(key: str, spec, dest: Path, progress, note: str = "") -> tuple:
     message = f"could not download {title}'s {spec.remote} into {dest}{note}: {tried}"
     if all(f.network for f in failures):
         why = f"no network: {failures[0].brief}" if failures else "no mirrors are configured"
-        raise _Unavailable(
+        raise DataUnavailable(
             f"{message}; check the network or proxy, pass --data-dir to a folder holding the "
             f"{title} files, or use --dataset digits, which works offline",
             why,
@@ -839,7 +843,7 @@ def _load_files(key: str, data_dir, download: bool, progress):
         )
         where = f"{root / key} or {root}"
         hint = f" ({_holds(root)})" if not found else ""
-        raise _Unavailable(
+        raise DataUnavailable(
             f"{spec.title}'s {names} not found in {where}{hint} and downloading is off; "
             f"turn downloads on, pass --data-dir to a folder holding them, or use --dataset digits",
             "downloading is off",
@@ -968,7 +972,7 @@ def load_dataset(
         name = "mnist"
         try:
             parts = _load_files(name, data_dir, download, progress)
-        except _Unavailable as exc:
+        except DataUnavailable as exc:
             if _named(data_dir):  # a folder the user named is never swapped for digits
                 raise
             try:
