@@ -14,17 +14,31 @@ import os
 import socket
 import struct
 import sys
+import tarfile
 import threading
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import mnist_dir
+from conftest import assert_on, mnist_dir
 
 from xpnet import datasets
-from xpnet.datasets import IdxDataset, IdxFile, load_dataset, load_mnist, read_idx
+from xpnet.backend import to_numpy
+from xpnet.datasets import (
+    CIFAR10_CLASSES,
+    BatchesDataset,
+    BinaryBatches,
+    Dataset,
+    IdxDataset,
+    IdxFile,
+    load_dataset,
+    load_mnist,
+    read_idx,
+)
 from xpnet.errors import ConfigError, DataError
 
 NAMES = (
@@ -257,6 +271,38 @@ def test_download_into_cache_is_verified_and_atomic(tiny, isolated):
     assert again.source == f"{dest} (4 files), checksums verified"
 
 
+def test_auto_names_the_dataset_it_loaded_and_every_dataset_has_an_image_shape(tiny):
+    d = load_dataset("auto")
+    assert_is_tiny(d, tiny)  # name "mnist", not "auto": checkpoints record what was used
+    assert d.image_shape == (1, 3, 4) and d.class_names == tuple("0123456789")
+    images = load_dataset("auto", flatten=False)
+    assert images.name == "mnist" and images.image_shape == (1, 3, 4)
+    assert images.x_train.shape == (12, 1, 3, 4) and images.x_train.dtype == np.float32
+    np.testing.assert_array_equal(images.x_train.reshape(12, -1), d.x_train)
+
+
+def test_as_images_turns_flat_rows_into_images_on_every_backend(tiny, backend):
+    d = load_dataset("mnist")
+    rows = backend.asarray(d.x_test, "float32")
+    images = d.as_images(rows)
+    assert_on(images, backend, "float32", (5, 1, 3, 4))
+    expected = load_dataset("mnist", flatten=False).x_test
+    np.testing.assert_array_equal(to_numpy(images), expected)
+
+
+def test_dataset_image_shape_is_inferred_or_checked():
+    x, t = np.zeros((4, 2, 5, 6), np.float32), np.zeros(4, np.int64)
+    d = Dataset("x", x, t, x, t, num_classes=2, source="test")
+    assert d.image_shape == (2, 5, 6)
+    flat = x.reshape(4, -1)
+    assert Dataset("x", flat, t, flat, t, 2, "test").image_shape is None
+    assert Dataset("x", flat, t, flat, t, 2, "test", image_shape=(2, 6, 5)).image_shape == (2, 6, 5)
+    with pytest.raises(DataError, match=r"image_shape \(3, 5, 6\) does not fit samples of 60"):
+        Dataset("x", flat, t, flat, t, 2, "test", image_shape=(3, 5, 6))
+    with pytest.raises(DataError, match="has no image shape"):
+        Dataset("x", flat, t, flat, t, 2, "test").as_images(flat)
+
+
 @pytest.mark.parametrize("failure", ["truncated-idx", "garbage", "drop", "404", "wrong-data"])
 def test_a_bad_first_mirror_falls_through_to_the_second(tiny, isolated, failure):
     name = NAMES[0]
@@ -318,7 +364,7 @@ def test_every_mirror_failing_names_the_file_and_each_mirror(tiny, isolated):
     assert leftovers(isolated) == []
 
 
-def test_a_corrupt_file_in_the_cache_is_deleted_and_fetched_once(tiny, isolated):
+def test_a_corrupt_file_in_the_cache_is_deleted_and_fetched_once(tiny, isolated, capsys):
     name = NAMES[0]
     cached = isolated / "mnist" / f"{name}.gz"
     cached.parent.mkdir(parents=True)
@@ -329,6 +375,14 @@ def test_a_corrupt_file_in_the_cache_is_deleted_and_fetched_once(tiny, isolated)
     assert_is_tiny(d, tiny)
     assert cached.read_bytes() == tiny.gz[name]
     assert tiny.server.requests == [f"/a/{name}.gz"]
+    # announced, in one line, before the download (issue 11 item 7)
+    err = capsys.readouterr().err
+    assert err == (
+        f"notice: the cached {cached} is a truncated or corrupt gzip file (Compressed file ended "
+        f"before the end-of-stream marker was reached); deleting it and downloading it again\n"
+    )
+    load_dataset("mnist")
+    assert capsys.readouterr().err == "", "a good cache is used silently"
 
 
 def test_a_corrupt_cached_file_that_cannot_be_refetched_raises(tiny, isolated):
@@ -487,7 +541,7 @@ def test_an_interrupted_download_leaves_no_file(tiny, isolated, monkeypatch):
     monkeypatch.setattr(datasets, "open", Interrupting, raising=False)
     with pytest.raises(KeyboardInterrupt):
         load_dataset("mnist")
-    assert list((isolated / "mnist").iterdir()) == []
+    assert not (isolated / "mnist").exists(), "neither the file nor the folder made for it stays"
 
 
 @pytest.mark.parametrize("where", ["mkdir", "open", "write"])
@@ -510,12 +564,16 @@ def test_an_unwritable_folder_is_a_one_line_error(tiny, isolated, monkeypatch, w
 
         monkeypatch.setattr(datasets, "open", open_then_fail, raising=False)
     with pytest.raises(DataError) as info:
-        load_dataset("auto")  # a local problem is not "no network": no fallback either
+        load_dataset("mnist")
     message = str(info.value)
-    assert message.startswith(f"cannot write to {isolated / 'mnist'}: {os.strerror(code).lower()}")
+    why = f"cannot write to {isolated / 'mnist'}: {os.strerror(code).lower()}"
+    assert message.startswith(why)
     assert "--data-dir" in message and "XPNET_DATA_DIR" in message and "\n" not in message
-    if where != "mkdir":
-        assert list((isolated / "mnist").iterdir()) == []
+    assert not (isolated / "mnist").exists(), "the folder made for the download is removed"
+    # The default dataset cannot be had from an unwritable cache, as without a network (issue 11
+    # item 9): it falls back to digits and says why.
+    d = load_dataset("auto")
+    assert d.name == "digits" and f"({why})" in d.notice
 
 
 def test_labels_are_checked_against_the_number_of_classes(server, tmp_path, monkeypatch):
@@ -568,10 +626,159 @@ def test_without_network_mnist_raises_and_auto_falls_back(
     assert d.name == "digits" and "downloading is off" in d.notice
 
 
+def test_the_fallback_notice_has_no_doubled_parentheses(tiny, monkeypatch):
+    """An SSL error's text ends in "(_ssl.c:1000)": inside the notice's parentheses that read "))"."""
+
+    def fail(url, timeout):
+        raise urllib.error.URLError(
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local "
+            "issuer certificate (_ssl.c:1000)"
+        )
+
+    monkeypatch.setattr(urllib.request, "urlopen", fail)
+    d = load_dataset("auto")
+    assert d.name == "digits"
+    assert "(no network: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: " in d.notice
+    assert "((" not in d.notice and "))" not in d.notice and ") (" not in d.notice
+    assert d.notice.count("(") == d.notice.count(")") == 1
+    assert "Pass --data-dir" in d.notice  # none was passed: that is the advice
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder the user names (issue 11 item 1) and an unwritable cache (item 9)
+
+MNIST_FILES = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"
+
+
+@pytest.mark.parametrize("dataset", ["auto", "mnist"])
+@pytest.mark.parametrize("online", [True, False], ids=["online", "offline"])
+def test_a_data_dir_that_does_not_exist_is_an_error_and_is_not_created(
+    tiny, tmp_path, closed_port_url, monkeypatch, dataset, online
+):
+    if not online:
+        monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    typo = tmp_path / "dtaa"
+    with pytest.raises(DataError) as info:
+        load_dataset(dataset, typo)
+    message = str(info.value)
+    assert message.startswith(f"--data-dir {typo} does not exist; it should be a folder holding ")
+    assert (
+        f"MNIST's {MNIST_FILES} (each may end in .gz), directly or in {typo / 'mnist'}" in message
+    )
+    assert "leave --data-dir out to use the cache" in message and "\n" not in message
+    assert not typo.exists(), "a mistyped folder is never created"
+    assert tiny.server.requests == []
+
+
+def test_unavailable_is_told_apart_from_a_wrong_folder(
+    tiny, tmp_path, closed_port_url, monkeypatch
+):
+    """Callers such as a benchmark fall back only on DataUnavailable, never on a mistyped folder."""
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", tmp_path / "typo")
+    assert not isinstance(info.value, datasets.DataUnavailable)
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    with pytest.raises(datasets.DataUnavailable) as info:
+        load_dataset("mnist")
+    assert (
+        info.value.why.startswith("no network: ")
+        and info.value.where == tmp_path / "cache" / "xpnet" / "mnist"
+    )
+    with pytest.raises(datasets.DataUnavailable, match="downloading is off"):
+        load_dataset("mnist", download=False)
+
+
+def test_a_data_dir_that_is_a_file_is_an_error(tiny, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(DataError, match=f"--data-dir {a_file} is not a folder; it should be"):
+        load_dataset("auto", a_file)
+
+
+@pytest.mark.parametrize("dataset", ["auto", "mnist"])
+@pytest.mark.parametrize("online", [True, False], ids=["online", "offline"])
+def test_an_empty_data_dir_is_an_error_never_a_fallback(
+    tiny, tmp_path, closed_port_url, monkeypatch, dataset, online
+):
+    if not online:
+        monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset(dataset, empty)
+    message = str(info.value)
+    assert message.startswith(f"--data-dir {empty} holds no dataset: {empty} is empty; it should ")
+    assert f"MNIST's {MNIST_FILES}" in message and "\n" not in message
+    assert list(empty.iterdir()) == [], "nothing is downloaded into a folder named by mistake"
+    assert tiny.server.requests == []
+
+
+def test_a_data_dir_holding_part_of_mnist_offline_never_falls_back(
+    tiny, tmp_path, closed_port_url, monkeypatch
+):
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    (tmp_path / f"{NAMES[0]}.gz").write_bytes(tiny.gz[NAMES[0]])
+    with pytest.raises(DataError, match=f"could not download MNIST's {NAMES[1]}.gz"):
+        load_dataset("auto", tmp_path)
+    assert not (tmp_path / "mnist").exists()
+
+
+def test_a_data_dir_holding_another_dataset_receives_this_one(tiny, tmp_path, monkeypatch):
+    """A folder that already holds a dataset is a data folder: missing datasets go into it."""
+    other = make_tiny(seed=1)
+    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
+    (tmp_path / "fashion-mnist").mkdir()
+    for n in NAMES:
+        (tmp_path / "fashion-mnist" / f"{n}.gz").write_bytes(other.gz[n])
+    assert_is_tiny(load_dataset("auto", tmp_path), tiny)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(
+        f"{n}.gz" for n in NAMES
+    )
+
+
+def test_xpnet_data_dir_must_exist_but_receives_downloads(tiny, tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("XPNET_DATA_DIR", str(missing))
+    with pytest.raises(DataError, match=f"XPNET_DATA_DIR {missing} does not exist; .* create it"):
+        load_dataset("auto")
+    assert not missing.exists()
+    # an existing (empty) one is where datasets live: the files are downloaded into it
+    missing.mkdir()
+    assert_is_tiny(load_dataset("auto"), tiny)
+    assert (missing / "mnist" / f"{NAMES[0]}.gz").is_file()
+
+
+@pytest.mark.parametrize("via", ["XDG_CACHE_HOME", "HOME"])
+def test_an_unwritable_cache_falls_back_to_digits(tiny, tmp_path, monkeypatch, via):
+    """Tests run as root, which writes through chmod 0o500; a cache path under a regular FILE
+    cannot be created by anyone (mkdir fails with ENOTDIR), so it stands in for a read-only one."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    if via == "XDG_CACHE_HOME":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+        cache = blocker / "cache" / "xpnet" / "mnist"
+    else:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        monkeypatch.setenv("HOME", str(blocker))
+        cache = blocker / ".cache" / "xpnet" / "mnist"
+    d = load_dataset("auto")
+    assert d.name == "digits" and d.x_train.shape == (1497, 64)
+    assert d.notice.startswith(
+        f"MNIST is not in {cache} and could not be downloaded (cannot write to {cache}: not a "
+        f"directory); using scikit-learn's offline 8x8 digits instead."
+    )
+    assert tiny.server.requests == [], "nothing is downloaded that could not be kept"
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist")  # named, it never falls back
+    message = str(info.value)
+    assert message.startswith(f"cannot write to {cache}: not a directory; set XDG_CACHE_HOME")
+    assert "\n" not in message
+
+
 def test_unknown_dataset_names_list_the_choices():
     with pytest.raises(
         ConfigError,
-        match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist, digits, auto",
+        match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist, cifar10, digits, auto",
     ):
         load_dataset("cifar")
 
@@ -595,7 +802,9 @@ def test_cache_location_follows_xdg_then_home(tiny, tmp_path, monkeypatch):
 def test_digits_shapes_ranges_and_a_fixed_split():
     d = load_dataset("digits")
     assert (d.name, d.num_classes, d.notice) == ("digits", 10, None)
-    assert d.source == "scikit-learn's bundled digits (offline)"
+    assert d.source == "scikit-learn's bundled 8x8 digits, offline"
+    assert "(" not in d.source, 'the CLI prints "from <source> (N train / M test samples)"'
+    assert d.image_shape == (1, 8, 8) and d.class_names == tuple("0123456789")
     assert d.x_train.shape == (1497, 64) and d.x_test.shape == (300, 64)
     assert d.x_train.dtype == np.float32 and d.t_train.dtype == np.int64
     assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_test.max() <= 1.0
@@ -669,6 +878,7 @@ def real_mnist():
 def test_real_mnist(real_mnist):
     d = real_mnist
     assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert d.name == "mnist" and d.image_shape == (1, 28, 28)
     assert d.x_train.dtype == np.float32 and d.t_train.dtype == np.int64
     assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_test.max() == 1.0
     assert abs(float(d.x_train.mean()) - 0.1307) < 1e-3  # the well-known MNIST pixel mean
@@ -694,3 +904,265 @@ def test_real_mnist_book_signature(real_mnist, isolated):
     np.testing.assert_allclose(
         real_mnist.x_test, x_test.reshape(10000, -1) / 255, rtol=2e-7, atol=0
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 (binary version) from small archives the tests write in its real format
+
+CIFAR_FOLDER = "cifar-10-batches-bin"
+CIFAR_BATCHES = (*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin")
+RECORDS = 3  # per batch file (CIFAR's have 10,000)
+
+
+def cifar_archive(records, meta=None, members=None, mtime=0) -> bytes:
+    """A tar.gz laid out as cifar-10-binary.tar.gz: `records` maps batch name -> (labels, images)."""
+    files = {}
+    for name, (labels, images) in records.items():
+        rows = np.concatenate([labels[:, None], images.reshape(len(images), -1)], axis=1)
+        files[f"{CIFAR_FOLDER}/{name}"] = rows.astype(np.uint8).tobytes()
+    files[f"{CIFAR_FOLDER}/batches.meta.txt"] = (
+        meta if meta is not None else ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()
+    )
+    files[f"{CIFAR_FOLDER}/readme.html"] = b"<html></html>"
+    files.update(members or {})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime = len(data), mtime
+            tar.addfile(info, io.BytesIO(data))
+    return gz(buffer.getvalue())
+
+
+def make_cifar(seed: int = 0) -> SimpleNamespace:
+    rng = np.random.default_rng(seed)
+    records = {
+        name: (
+            rng.integers(0, 10, RECORDS, dtype=np.uint8),
+            rng.integers(0, 256, (RECORDS, 3, 32, 32), dtype=np.uint8),
+        )
+        for name in CIFAR_BATCHES
+    }
+    records["test_batch.bin"][1][0, 2, 31, 31] = 255  # so the test set's maximum is exactly 1.0
+    blob = cifar_archive(records)
+    spec = BinaryBatches(
+        "cifar-10-binary.tar.gz",
+        md5(blob),
+        CIFAR_FOLDER,
+        CIFAR_BATCHES[:5],
+        CIFAR_BATCHES[5:],
+        RECORDS,
+        (3, 32, 32),
+        "batches.meta.txt",
+    )
+    return SimpleNamespace(
+        records=records, blob=blob, spec=spec, dataset=BatchesDataset("CIFAR-10", (spec,), 10)
+    )
+
+
+@pytest.fixture
+def cifar(server, monkeypatch):
+    """The small archive installed as "cifar10", served by one mirror /c/."""
+    data = make_cifar()
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10", data.dataset)
+    data.mirror = f"{server.url}/c/"
+    monkeypatch.setitem(datasets.MIRRORS, "cifar10", (data.mirror,))
+    server.routes["/c/cifar-10-binary.tar.gz"] = ("ok", data.blob)
+    data.server = server
+    return data
+
+
+def assert_is_cifar(d, data) -> None:
+    train = [data.records[n] for n in CIFAR_BATCHES[:5]]
+    labels = np.concatenate([t for t, _ in train])
+    images = np.concatenate([x for _, x in train])
+    test_labels, test_images = data.records["test_batch.bin"]
+    assert (d.name, d.num_classes, d.notice) == ("cifar10", 10, None)
+    assert d.image_shape == (3, 32, 32) and d.class_names == CIFAR10_CLASSES
+    assert d.x_train.shape == (5 * RECORDS, 3072) and d.x_train.dtype == np.float32
+    assert d.x_test.shape == (RECORDS, 3072) and d.t_test.shape == (RECORDS,)
+    assert d.t_train.dtype == np.int64 and d.t_test.dtype == np.int64
+    # the record layout: 1024 red, 1024 green, 1024 blue bytes, each row-major; x / 255
+    np.testing.assert_allclose(d.x_train, images.reshape(-1, 3072) / 255, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(d.x_test, test_images.reshape(-1, 3072) / 255, rtol=2e-7, atol=0)
+    np.testing.assert_array_equal(d.t_train, labels)
+    np.testing.assert_array_equal(d.t_test, test_labels)
+    assert d.x_test.max() == 1.0 and d.x_train.min() >= 0.0
+
+
+def test_cifar10_is_registered_with_the_published_checksum():
+    spec = datasets.RESOURCES["cifar10"]
+    (archive,) = spec.files
+    # https://www.cs.toronto.edu/~kriz/cifar.html: "CIFAR-10 binary version (suitable for C programs)"
+    assert archive.name == "cifar-10-binary.tar.gz"
+    assert archive.md5 == "c32a1d4ab5d03f1284b67883e8d87530"
+    assert (archive.records, archive.image_shape, spec.num_classes) == (10000, (3, 32, 32), 10)
+    assert archive.train == tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    assert archive.test == ("test_batch.bin",)
+    assert datasets.MIRRORS["cifar10"] == ("https://www.cs.toronto.edu/~kriz/",)
+    assert "cifar10" in datasets.DATASETS
+    fashion = datasets.RESOURCES["fashion-mnist"].class_names
+    assert len(fashion) == 10 and fashion[0] == "T-shirt/top" and fashion[9] == "Ankle boot"
+    assert datasets.RESOURCES["mnist"].class_names == tuple("0123456789")
+
+
+def test_cifar10_is_downloaded_verified_and_cached(cifar, isolated):
+    d = load_dataset("cifar10")
+    assert_is_cifar(d, cifar)
+    archive = isolated / "cifar10" / "cifar-10-binary.tar.gz"
+    assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
+    assert archive.read_bytes() == cifar.blob
+    assert leftovers(isolated) == []
+    assert cifar.server.requests == ["/c/cifar-10-binary.tar.gz"]
+    assert d.source == (
+        f"downloaded from {cifar.mirror} into {archive.parent} (1 file), checksums verified"
+    )
+    again = load_dataset("cifar10")
+    assert_is_cifar(again, cifar)
+    assert len(cifar.server.requests) == 1, "a verified cache must not be downloaded again"
+    assert again.source == f"{archive.parent} (1 file), checksums verified"
+
+
+def test_cifar10_images_and_options(cifar):
+    d = load_dataset("cifar10", normalize=False, flatten=False, one_hot_label=True)
+    labels, images = cifar.records["data_batch_2.bin"]
+    assert d.x_train.shape == (5 * RECORDS, 3, 32, 32) and d.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(d.x_train[RECORDS : 2 * RECORDS], images)
+    # channel 0 is the record's first 1024 pixel bytes (red), row-major
+    record = cifar.records["data_batch_1.bin"]
+    assert d.x_train[0, 1, 2, 3] == record[1][0].reshape(-1)[1024 + 2 * 32 + 3]
+    assert d.t_train.shape == (5 * RECORDS, 10) and d.t_train.dtype == np.float32
+    np.testing.assert_array_equal(d.t_train[RECORDS : 2 * RECORDS].argmax(axis=1), labels)
+    assert d.image_shape == (3, 32, 32)
+    flat = load_dataset("cifar10")
+    np.testing.assert_allclose(flat.as_images(flat.x_test), d.x_test / 255, rtol=2e-7, atol=0)
+
+
+@pytest.mark.parametrize("where", ["flat", "subfolder"])
+def test_cifar10_from_a_named_folder_is_only_read(cifar, tmp_path, where):
+    folder = tmp_path / "data"
+    target = folder / "cifar10" if where == "subfolder" else folder
+    target.mkdir(parents=True)
+    (target / "cifar-10-binary.tar.gz").write_bytes(cifar.blob)
+    before = snapshot(folder)
+    d = load_dataset("cifar10", folder)
+    assert_is_cifar(d, cifar)
+    assert d.source == f"{target} (1 file), checksums verified"
+    assert snapshot(folder) == before and cifar.server.requests == []
+
+
+def _bad_archives(data) -> dict[str, tuple[bytes, str]]:
+    """Damaged copies of the archive and the words the error must contain."""
+    blob, records = data.blob, data.records
+    short = dict(records)
+    short["data_batch_4.bin"] = (
+        records["data_batch_4.bin"][0][:2],
+        records["data_batch_4.bin"][1][:2],
+    )
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0xFF
+    no_batch = {k: v for k, v in records.items() if k != "data_batch_3.bin"}
+    return {
+        "truncated": (blob[: len(blob) // 2], "is a truncated or corrupt gzip file"),
+        "flipped-byte": (bytes(flipped), "is a truncated or corrupt gzip file"),
+        "html": (b"<html>Service Unavailable</html>", "is not a gzip file"),
+        "not-a-tar": (gz(b"\x00" * 100 + b"junk" * 200), "not a tar archive inside the gzip"),
+        "missing-batch": (cifar_archive(no_batch), f"lacks {CIFAR_FOLDER}/data_batch_3.bin"),
+        "short-batch": (
+            cifar_archive(short),
+            f"{CIFAR_FOLDER}/data_batch_4.bin holds 6146 bytes, not 3 records of 3073",
+        ),
+        "other-content": (
+            cifar_archive(records, mtime=1),  # same batches, other bytes: only the MD5 tells
+            f"has the wrong checksum (md5 {md5(cifar_archive(records, mtime=1))}, not the published",
+        ),
+    }
+
+
+BAD_ARCHIVES = (
+    "truncated",
+    "flipped-byte",
+    "html",
+    "not-a-tar",
+    "missing-batch",
+    "short-batch",
+    "other-content",
+)
+
+
+@pytest.mark.parametrize("damage", BAD_ARCHIVES)
+def test_a_bad_cifar10_archive_in_a_named_folder_is_a_one_line_error(cifar, tmp_path, damage):
+    data, words = _bad_archives(cifar)[damage]
+    bad = tmp_path / "cifar-10-binary.tar.gz"
+    bad.write_bytes(data)
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{bad} ") and words in message, message
+    assert "delete it to re-download it" in message and "\n" not in message
+    assert snapshot(tmp_path) == before and cifar.server.requests == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other-content"])
+def test_a_bad_cached_cifar10_archive_is_announced_and_fetched_again(
+    cifar, isolated, capsys, damage
+):
+    data, words = _bad_archives(cifar)[damage]
+    cached = isolated / "cifar10" / "cifar-10-binary.tar.gz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data)
+    assert_is_cifar(load_dataset("cifar10"), cifar)
+    assert cached.read_bytes() == cifar.blob
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"notice: the cached {cached} ")
+    assert words in err[0] and err[0].endswith("; deleting it and downloading it again")
+    assert cifar.server.requests == ["/c/cifar-10-binary.tar.gz"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "short-batch", "other-content"])
+def test_a_bad_cifar10_download_is_never_kept(cifar, isolated, damage):
+    data, words = _bad_archives(cifar)[damage]
+    cifar.server.routes["/c/cifar-10-binary.tar.gz"] = ("ok", data)
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10")
+    message = str(info.value)
+    assert message.startswith(
+        f"could not download CIFAR-10's cifar-10-binary.tar.gz into {isolated / 'cifar10'}: "
+        f"{cifar.mirror}cifar-10-binary.tar.gz "
+    )
+    assert words in message and "\n" not in message
+    assert not (isolated / "cifar10").exists() and leftovers(isolated) == []
+
+
+def test_cifar10_labels_and_class_names_are_checked(cifar, tmp_path, monkeypatch):
+    records = dict(cifar.records)
+    labels, images = records["test_batch.bin"]
+    records["test_batch.bin"] = (np.where(np.arange(RECORDS) == 1, 12, labels), images)
+    for meta, pattern in [
+        (None, r"cifar10 test set: label 12 is outside 0\.\.9"),
+        (b"cat\ndog\n", "cifar10: 2 class names for 10 classes"),
+    ]:
+        blob = cifar_archive(records if meta is None else cifar.records, meta=meta)
+        spec = BinaryBatches(**{**cifar.spec.__dict__, "md5": md5(blob)})
+        monkeypatch.setitem(datasets.RESOURCES, "cifar10", BatchesDataset("CIFAR-10", (spec,), 10))
+        (tmp_path / "cifar-10-binary.tar.gz").write_bytes(blob)
+        with pytest.raises(DataError, match=pattern):
+            load_dataset("cifar10", tmp_path)
+
+
+def test_cifar10_offline_and_in_an_empty_folder(cifar, tmp_path, closed_port_url, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", empty)
+    message = str(info.value)
+    assert message.startswith(f"--data-dir {empty} holds no dataset: {empty} is empty")
+    assert "CIFAR-10's cifar-10-binary.tar.gz (the archive as downloaded, not extracted" in message
+    monkeypatch.setitem(datasets.MIRRORS, "cifar10", (closed_port_url,))
+    with pytest.raises(DataError, match=r"could not download CIFAR-10's .*--dataset digits"):
+        load_dataset("cifar10")
+    with pytest.raises(
+        DataError, match=r"cifar-10-binary\.tar\.gz not found in .* downloading is off"
+    ):
+        load_dataset("cifar10", download=False)

@@ -1,11 +1,21 @@
-"""Datasets as host NumPy arrays: MNIST and Fashion-MNIST from IDX files, and scikit-learn's digits.
+"""Datasets as host NumPy arrays: MNIST and Fashion-MNIST from IDX files, CIFAR-10 from its binary
+archive, and scikit-learn's digits.
 
-IDX files are looked up in a folder the user names (`data_dir`, else $XPNET_DATA_DIR) or in the
-managed cache ($XDG_CACHE_HOME/xpnet, else ~/.cache/xpnet), directly in it or in `<dir>/<name>/`;
-missing ones are downloaded into `<dir>/<name>/`. Every file is checked against its published MD5
-before use, so a truncated, corrupt or foreign file is never trained on. xpnet repairs only its own
-cache (a bad file there is deleted and fetched again once); in a folder the user named it never
+Files are looked up in a folder the user names (`data_dir`, else $XPNET_DATA_DIR) or in the managed
+cache ($XDG_CACHE_HOME/xpnet, else ~/.cache/xpnet), directly in it or in `<dir>/<name>/`; missing
+ones are downloaded into `<dir>/<name>/`. Every file is checked against its published MD5 before
+use, so a truncated, corrupt or foreign file is never trained on. xpnet repairs only its own cache
+(a bad file there is announced, deleted and fetched again once); in a folder the user named it never
 deletes or rewrites anything and says which file is bad instead.
+
+A folder named with `data_dir` (the CLI's --data-dir) must exist and hold a dataset (the one asked
+for, or another one xpnet knows, which then receives the missing files): a typo or an empty folder
+is an error, never a created folder and never a silent fallback. $XPNET_DATA_DIR is a standing
+setting of where datasets live: it must exist, and files missing there are downloaded into it.
+
+Images keep their channel axis internally, (N, C, H, W) uint8 as stored; `load_dataset` returns them
+flattened to (N, C·H·W) rows by default or as (N, C, H, W), and `Dataset.image_shape` says (C, H, W)
+either way, so flat rows can be turned back into images for a CNN (`Dataset.as_images`).
 
 Moving arrays to a device is the caller's job (`xpnet.train.to_device`); everything here is NumPy.
 """
@@ -15,8 +25,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
+import re
+import sys
+import tarfile
 import urllib.error
 import urllib.request
 import zlib
@@ -26,11 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import namespace_of
 from .errors import DataError, choose
 from .fileio import fsync_dir
 from .progress import Progress
 
-DATASETS = ("mnist", "fashion-mnist", "digits")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "digits")
 
 # Seconds a mirror may stay silent (connecting or between chunks) before the next one is tried.
 TIMEOUT = 30.0
@@ -50,6 +65,26 @@ class IdxFile:
     md5_gz: str | None
     md5_raw: str | None
 
+    @property
+    def remote(self) -> str:
+        """The name the mirrors serve it under."""
+        return self.name + ".gz"
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        # Uncompressed first: reading it is faster than inflating the .gz.
+        return (self.name, self.name + ".gz")
+
+    def local_name(self, blob: bytes) -> str:
+        # Named for what arrived, should a mirror ever serve the file uncompressed.
+        return self.name + (".gz" if blob.startswith(_GZIP_MAGIC) else "")
+
+    def decode(self, blob: bytes, where: str) -> np.ndarray:
+        return _decode(blob, self, where)
+
+
+DIGIT_NAMES = tuple("0123456789")
+
 
 @dataclass(frozen=True)
 class IdxDataset:
@@ -59,6 +94,60 @@ class IdxDataset:
     title: str
     files: tuple[IdxFile, IdxFile, IdxFile, IdxFile]
     num_classes: int
+    class_names: tuple[str, ...] = DIGIT_NAMES
+    scale: int = 255  # the largest pixel value
+
+    def assemble(self, decoded: list) -> tuple:
+        """(x_train, t_train, x_test, t_test, class_names) from the decoded files."""
+        x_train, t_train, x_test, t_test = decoded
+        return x_train, t_train, x_test, t_test, self.class_names
+
+
+@dataclass(frozen=True)
+class BinaryBatches:
+    """A tar.gz of batch files of fixed-size records: `label_bytes` label bytes (the last one is
+    the class), then the C·H·W image bytes in C order (CIFAR's binary version).
+
+    The archive is verified as a whole against `md5` (the only checksum CIFAR publishes) and kept
+    as downloaded; the batches are read from its decompressed bytes in place, nothing is extracted.
+    """
+
+    name: str
+    md5: str
+    folder: str  # the folder inside the archive
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    records: int  # per batch file
+    image_shape: tuple[int, int, int]
+    meta: str  # the class names, one a line
+    label_bytes: int = 1
+
+    @property
+    def remote(self) -> str:
+        return self.name
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def local_name(self, blob: bytes) -> str:
+        return self.name
+
+    def decode(self, blob: bytes, where: str) -> tuple:
+        return _decode_batches(blob, self, where)
+
+
+@dataclass(frozen=True)
+class BatchesDataset:
+    """A dataset shipped as one `BinaryBatches` archive (CIFAR-10)."""
+
+    title: str
+    files: tuple[BinaryBatches]
+    num_classes: int
+    scale: int = 255
+
+    def assemble(self, decoded: list) -> tuple:
+        return decoded[0]
 
 
 # The .gz MD5s are the ones torchvision lists (torchvision/datasets/mnist.py). The raw MD5s were
@@ -128,10 +217,59 @@ _FASHION_MNIST = IdxDataset(
         ),
     ),
     10,
+    (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+)
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+# The MD5 is the one https://www.cs.toronto.edu/~kriz/cifar.html publishes for "CIFAR-10 binary
+# version (suitable for C programs)", 162 MB. The layout (10,000 records of 1 + 3072 bytes per batch,
+# five training batches and a test batch in cifar-10-batches-bin/) is the one that page describes.
+_CIFAR10 = BatchesDataset(
+    "CIFAR-10",
+    (
+        BinaryBatches(
+            "cifar-10-binary.tar.gz",
+            "c32a1d4ab5d03f1284b67883e8d87530",
+            "cifar-10-batches-bin",
+            tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+            ("test_batch.bin",),
+            10000,
+            (3, 32, 32),
+            "batches.meta.txt",
+        ),
+    ),
+    10,
 )
 
 # Module-level so tests (and users behind a local mirror) can replace them.
-RESOURCES: dict[str, IdxDataset] = {"mnist": _MNIST, "fashion-mnist": _FASHION_MNIST}
+RESOURCES: dict[str, IdxDataset | BatchesDataset] = {
+    "mnist": _MNIST,
+    "fashion-mnist": _FASHION_MNIST,
+    "cifar10": _CIFAR10,
+}
 MIRRORS: dict[str, tuple[str, ...]] = {
     # yann.lecun.com no longer serves the files to scripts; these two are the maintained copies.
     "mnist": (
@@ -143,6 +281,8 @@ MIRRORS: dict[str, tuple[str, ...]] = {
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
+    # The author's page, the only official source (torchvision and Keras download from it too).
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
 }
 
 # The digits split: a fixed seed and test size, so every run and machine sees the same 300 tests.
@@ -154,8 +294,12 @@ DIGITS_TEST_SIZE = 300
 class Dataset:
     """A train/test split as host NumPy arrays, with where it came from.
 
-    x: float32 in [0, 1] when normalized, else uint8; (N, D) when flattened, else (N, 1, H, W).
-    t: int64 class indices (N,), or float32 one-hot rows (N, C).
+    name: the dataset actually loaded ("digits" when "auto" fell back), e.g. for checkpoints.
+    x: float32 in [0, 1] when normalized, else uint8; (N, C·H·W) when flattened, else (N, C, H, W).
+    t: int64 class indices (N,), or float32 one-hot rows (N, classes).
+    image_shape: (C, H, W) of one image, flattened or not: (1, 28, 28) for MNIST, (3, 32, 32) for
+    CIFAR-10, (1, 8, 8) for digits; inferred from 3-D or 4-D x when not given, else None.
+    class_names: one name per class, e.g. "airplane" for CIFAR-10's class 0.
     """
 
     name: str
@@ -166,6 +310,30 @@ class Dataset:
     num_classes: int
     source: str
     notice: str | None = None
+    image_shape: tuple[int, int, int] | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.image_shape is None:
+            shape = tuple(self.x_train.shape[1:])
+            if len(shape) == 3:
+                self.image_shape = shape
+            elif len(shape) == 2:
+                self.image_shape = (1, *shape)
+        else:
+            self.image_shape = tuple(int(n) for n in self.image_shape)
+            per_sample = math.prod(self.x_train.shape[1:])
+            if len(self.image_shape) != 3 or math.prod(self.image_shape) != per_sample:
+                raise DataError(
+                    f"{self.name}: image_shape {self.image_shape} does not fit samples of "
+                    f"{per_sample} values; give (C, H, W) with C·H·W = {per_sample}"
+                )
+
+    def as_images(self, x):
+        """`x` (rows of this dataset, flat or not, on any Array API backend) as (N, C, H, W)."""
+        if self.image_shape is None:
+            raise DataError(f"{self.name} has no image shape, so its rows cannot be made images")
+        return namespace_of(x).reshape(x, (x.shape[0], *self.image_shape))
 
 
 class _BadFile(DataError):
@@ -177,8 +345,12 @@ class _BadFile(DataError):
         self.other = other  # the dataset the file genuinely belongs to, if another one
 
 
-class _Unavailable(DataError):
-    """Files are missing and could not be downloaded for want of a network (or with downloads off)."""
+class DataUnavailable(DataError):
+    """A dataset's files are missing and cannot be had: no network, downloading is off, or the
+    folder they would be downloaded into cannot be written. Nothing the user named is wrong, so
+    callers may fall back (as "auto" does to digits); a bad file, or a --data-dir that does not
+    exist or holds no dataset, is a plain DataError instead. `why` says which, `where` the folder.
+    """
 
     def __init__(self, message: str, why: str, where: Path):
         super().__init__(message)
@@ -304,47 +476,160 @@ def _decode(blob: bytes, spec: IdxFile, name: str) -> np.ndarray:
 def _whose(md5: str) -> str | None:
     """The dataset whose file has this raw MD5 (Fashion-MNIST reuses MNIST's file names)."""
     for key, spec in RESOURCES.items():
-        if any(md5 == f.md5_raw for f in spec.files):
+        if any(md5 == getattr(f, "md5_raw", None) for f in spec.files):
             return key
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR's binary batches
+
+
+def _decode_batches(blob: bytes, spec: BinaryBatches, name: str) -> tuple:
+    """Parse a batches archive and prove it genuine: its layout first, then its MD5.
+
+    Returns (x_train, t_train, x_test, t_test, class_names) with images (N, C, H, W) uint8. The
+    layout is checked before the checksum because "data_batch_3.bin is missing" says more than a
+    checksum mismatch. Members are read at their offsets in the decompressed bytes: nothing is
+    extracted, so names inside the archive never reach the filesystem.
+    """
+    if not blob.startswith(_GZIP_MAGIC):
+        raise _BadFile(name, f"is not a gzip file: it starts with {blob[:4].hex(' ')}, not 1f 8b")
+    # Hashing and inflating both release the GIL: side by side they take the time of one.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        md5_job = pool.submit(lambda: hashlib.md5(blob).hexdigest())
+        raw = _gunzip(blob, name)
+        md5 = md5_job.result()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            members = {m.name: m for m in tar.getmembers()}
+    except tarfile.TarError as exc:
+        raise _BadFile(name, f"is corrupt: not a tar archive inside the gzip ({exc})") from None
+
+    def member(filename: str) -> memoryview:
+        path = f"{spec.folder}/{filename}"
+        m = members.get(path)
+        if m is None or not m.isfile():
+            raise _BadFile(name, f"is not {spec.name} as published: it lacks {path}")
+        if m.offset_data + m.size > len(raw):
+            raise _BadFile(name, f"is truncated: {path} ends past the end of the archive")
+        return memoryview(raw)[m.offset_data : m.offset_data + m.size]
+
+    record = spec.label_bytes + math.prod(spec.image_shape)
+
+    def batches(filenames: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        rows = []
+        for filename in filenames:
+            data = member(filename)
+            if len(data) != spec.records * record:
+                raise _BadFile(
+                    name,
+                    f"is not {spec.name} as published: {spec.folder}/{filename} holds "
+                    f"{len(data)} bytes, not {spec.records} records of {record}",
+                )
+            rows.append(np.frombuffer(data, np.uint8).reshape(spec.records, record))
+        # One copy each into contiguous arrays; the label is the last label byte (CIFAR-100's
+        # records start with the coarse label, then the fine one).
+        labels = np.concatenate([r[:, spec.label_bytes - 1] for r in rows])
+        images = np.concatenate([r[:, spec.label_bytes :] for r in rows])
+        return images.reshape(len(images), *spec.image_shape), labels
+
+    x_train, t_train = batches(spec.train)
+    x_test, t_test = batches(spec.test)
+    names = tuple(
+        line.strip()
+        for line in bytes(member(spec.meta)).decode("utf-8", "replace").splitlines()
+        if line.strip()
+    )
+    if md5 != spec.md5:
+        raise _BadFile(
+            name, f"has the wrong checksum (md5 {md5}, not the published {spec.md5} of {spec.name})"
+        )
+    return x_train, t_train, x_test, t_test, names
 
 
 # ---------------------------------------------------------------------------------------------
 # Where the files live
 
 
+def _named(data_dir) -> bool:
+    return data_dir is not None and str(data_dir) != ""
+
+
+def _cache_root() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "xpnet"
+
+
 def _data_root(data_dir) -> tuple[Path, str | None]:
     """The data folder and, when the user named it, how (for messages); None for the managed cache."""
-    if data_dir is not None and str(data_dir) != "":
+    if _named(data_dir):
         return Path(data_dir).expanduser(), "--data-dir"
     env = os.environ.get("XPNET_DATA_DIR")
     if env:
         return Path(env).expanduser(), "XPNET_DATA_DIR"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "xpnet", None
+    return _cache_root(), None
 
 
-def _find(root: Path, name: str, spec: IdxFile) -> Path | None:
+def _find(root: Path, key: str, spec) -> Path | None:
     # The dataset's own subfolder first: MNIST and Fashion-MNIST share file names, so a flat
-    # folder is only a fallback. Uncompressed first: reading it is faster than inflating the .gz.
-    for folder in (root / name, root):
-        for filename in (spec.name, spec.name + ".gz"):
+    # folder is only a fallback. (Path.is_file is False, not an error, under a regular file.)
+    for folder in (root / key, root):
+        for filename in spec.candidates:
             path = folder / filename
             if path.is_file():
                 return path
     return None
 
 
+def _holds_a_dataset(root: Path) -> bool:
+    """Whether `root` holds a file of any dataset xpnet knows, directly or in its subfolder."""
+    return any(_find(root, key, f) for key, spec in RESOURCES.items() for f in spec.files)
+
+
+def _should_hold(key: str, root: Path) -> str:
+    """What a data folder should hold for dataset `key`, for messages."""
+    spec = RESOURCES[key]
+    names = [f.name for f in spec.files]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    how = (
+        " (each may end in .gz)"
+        if isinstance(spec, IdxDataset)
+        else " (the archive as downloaded, not extracted: its published MD5 is what verifies it)"
+    )
+    return f"{spec.title}'s {listed}{how}, directly or in {root / key}"
+
+
+def _check_named_root(root: Path, named_by: str | None, key: str) -> None:
+    """A folder the user named must exist: a typo is an error, never a folder created for it."""
+    if named_by is None or root.is_dir():
+        return
+    what = "is not a folder" if root.exists() else "does not exist"
+    undo = (
+        f"check the path, or leave --data-dir out to use the cache {_cache_root()}"
+        if named_by == "--data-dir"
+        else f"create it, or unset XPNET_DATA_DIR to use the cache {_cache_root()}"
+    )
+    raise DataError(
+        f"{named_by} {root} {what}; it should be a folder holding {_should_hold(key, root)}; {undo}"
+    )
+
+
 def _strerror(exc: OSError) -> str:
     return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
 
 
-def _unwritable(directory: Path, exc: OSError) -> DataError:
-    return DataError(
-        f"cannot write to {directory}: {_strerror(exc)}; pass --data-dir DIR or set "
-        f"XPNET_DATA_DIR to a writable folder"
+def _unwritable(directory: Path, exc: OSError) -> DataUnavailable:
+    """A folder that cannot be written to: like no network, the dataset cannot be had, so "auto"
+    falls back to digits over it (unless the user named the folder)."""
+    why = f"cannot write to {directory}: {_strerror(exc)}"
+    return DataUnavailable(
+        f"{why}; set XDG_CACHE_HOME or XPNET_DATA_DIR to a writable folder, or pass --data-dir "
+        f"DIR naming a folder that holds the dataset",
+        why,
+        directory,
     )
 
 
@@ -413,8 +698,8 @@ def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
     return b"".join(chunks)
 
 
-def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
-    """Download `url` into `directory` atomically and return its parsed, verified array.
+def _download(url: str, directory: Path, spec, progress):
+    """Download `url` into `directory` atomically and return it parsed and verified.
 
     The bytes go to a hidden temporary file there, are verified, fsynced and only then renamed to
     their name: that name is either absent or complete and genuine, even after Ctrl-C or a crash,
@@ -430,7 +715,7 @@ def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
         with out:
             blob = _receive(url, out, directory, progress)
             try:
-                array = _decode(blob, spec, url)
+                array = spec.decode(blob, url)
             except _BadFile as exc:
                 raise _MirrorFailed(url, exc.reason, network=False) from None
             try:
@@ -438,8 +723,7 @@ def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
                 os.fsync(out.fileno())
             except OSError as exc:
                 raise _unwritable(directory, exc) from None
-        # Named for what arrived, should a mirror ever serve the file uncompressed.
-        final = directory / (spec.name + (".gz" if blob.startswith(_GZIP_MAGIC) else ""))
+        final = directory / spec.local_name(blob)
         try:
             os.replace(tmp, final)
         except OSError as exc:
@@ -455,8 +739,8 @@ def _download(url: str, directory: Path, spec: IdxFile, progress) -> np.ndarray:
                 pass
 
 
-def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tuple[np.ndarray, str]:
-    """Download one file into `dest`, trying each mirror once in order; returns (array, mirror)."""
+def _fetch(key: str, spec, dest: Path, progress, note: str = "") -> tuple:
+    """Download one file into `dest`, trying each mirror once in order; returns (decoded, mirror)."""
     created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -464,23 +748,28 @@ def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tup
         raise _unwritable(dest, exc) from None
     mirrors = MIRRORS.get(key, ())
     failures: list[_MirrorFailed] = []
-    for mirror in mirrors:
-        try:
-            return _download(mirror + spec.name + ".gz", dest, spec, progress), mirror
-        except _MirrorFailed as exc:
-            failures.append(exc)
-    if created:
-        # Our own empty folder only (rmdir refuses a non-empty one): a failed run leaves no trace.
-        try:
-            dest.rmdir()
-        except OSError:
-            pass
+    done = False
+    try:
+        for mirror in mirrors:
+            try:
+                decoded = _download(mirror + spec.remote, dest, spec, progress), mirror
+                done = True
+                return decoded
+            except _MirrorFailed as exc:
+                failures.append(exc)
+    finally:
+        if created and not done:
+            # Our own empty folder only (rmdir refuses a non-empty one): a failure leaves no trace.
+            try:
+                dest.rmdir()
+            except OSError:
+                pass
     title = RESOURCES[key].title
     tried = "; ".join(str(f) for f in failures) if failures else "no mirrors are configured"
-    message = f"could not download {title}'s {spec.name}.gz into {dest}{note}: {tried}"
+    message = f"could not download {title}'s {spec.remote} into {dest}{note}: {tried}"
     if all(f.network for f in failures):
         why = f"no network: {failures[0].brief}" if failures else "no mirrors are configured"
-        raise _Unavailable(
+        raise DataUnavailable(
             f"{message}; check the network or proxy, pass --data-dir to a folder holding the "
             f"{title} files, or use --dataset digits, which works offline",
             why,
@@ -493,23 +782,29 @@ def _fetch(key: str, spec: IdxFile, dest: Path, progress, note: str = "") -> tup
 # Loading
 
 
-def _try_decode(path: Path, spec: IdxFile) -> np.ndarray | _BadFile:
+def _try_decode(path: Path, spec):
     try:
-        return _decode(_read(path), spec, str(path))
+        return spec.decode(_read(path), str(path))
     except _BadFile as exc:
         return exc
 
 
-def _load_idx(key: str, data_dir, download: bool, progress):
-    """The four arrays of an IDX dataset and a description of where they came from."""
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _load_files(key: str, data_dir, download: bool, progress):
+    """A downloadable dataset's (x_train, t_train, x_test, t_test, class_names) with images
+    (N, [C,] H, W) uint8, its number of classes, largest pixel value, and where it came from."""
     spec = RESOURCES[key]
     root, named_by = _data_root(data_dir)
-    arrays: list[np.ndarray | None] = [None] * 4
+    _check_named_root(root, named_by, key)
+    decoded: list = [None] * len(spec.files)
     found: list[Path] = []
     missing: list[tuple[int, str]] = []  # (index, why it is missing, for messages)
     paths = [_find(root, key, f) for f in spec.files]
-    # Inflating and hashing release the GIL, so the four files load side by side.
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    # Inflating and hashing release the GIL, so the files load side by side.
+    with ThreadPoolExecutor(max_workers=len(spec.files)) as pool:
         jobs = [
             None if path is None else pool.submit(_try_decode, path, f)
             for path, f in zip(paths, spec.files, strict=True)
@@ -518,8 +813,8 @@ def _load_idx(key: str, data_dir, download: bool, progress):
     for i, (path, result) in enumerate(zip(paths, results, strict=True)):
         if path is None:
             missing.append((i, ""))
-        elif isinstance(result, np.ndarray):
-            arrays[i] = result
+        elif not isinstance(result, _BadFile):
+            decoded[i] = result
             found.append(path)
         elif result.other is not None and path.parent == root:
             # another dataset's genuine file in a flat folder (MNIST's, when Fashion-MNIST is
@@ -531,6 +826,9 @@ def _load_idx(key: str, data_dir, download: bool, progress):
                 f"{result}; delete it to re-download it, or point {named_by} at another folder"
             )
         else:
+            # Our own cache: repaired, and said so before the (possibly long) download starts.
+            action = "deleting it and downloading it again" if download else "deleting it"
+            print(f"notice: the cached {result}; {action}", file=sys.stderr, flush=True)
             try:
                 path.unlink()
             except OSError as err:
@@ -539,30 +837,44 @@ def _load_idx(key: str, data_dir, download: bool, progress):
 
     dest = root / key
     if missing and not download:
-        names = ", ".join(spec.files[i].name + "[.gz]" for i, _ in missing)
+        names = ", ".join(
+            spec.files[i].name + ("[.gz]" if isinstance(spec.files[i], IdxFile) else "")
+            for i, _ in missing
+        )
         where = f"{root / key} or {root}"
         hint = f" ({_holds(root)})" if not found else ""
-        raise _Unavailable(
+        raise DataUnavailable(
             f"{spec.title}'s {names} not found in {where}{hint} and downloading is off; "
             f"turn downloads on, pass --data-dir to a folder holding them, or use --dataset digits",
             "downloading is off",
             root,
         )
+    if missing and not found and named_by == "--data-dir" and not _holds_a_dataset(root):
+        # An empty or unrelated folder is a mistake (a wrong path), not a place to download to.
+        holds = _holds(root)
+        if not holds.endswith(" is empty"):
+            holds += f" but none of the {spec.title} files"
+        raise DataError(
+            f"--data-dir {root} holds no dataset: {holds}; it should hold "
+            f"{_should_hold(key, root)}; check the path, or leave --data-dir out to download "
+            f"{spec.title} into the cache {_cache_root()}"
+        )
     used: list[str] = []
     for i, why in missing:
         if not why and not found and named_by is not None and root.exists():
             why = f" ({_holds(root)} but none of the {spec.title} files)"
-        arrays[i], mirror = _fetch(key, spec.files[i], dest, progress, why)
+        decoded[i], mirror = _fetch(key, spec.files[i], dest, progress, why)
         if mirror not in used:
             used.append(mirror)
 
     folders = sorted({str(p.parent) for p in found})
-    parts = [f"{' and '.join(folders)} ({len(found)} files)"] if found else []
+    parts = [f"{' and '.join(folders)} ({_plural(len(found), 'file')})"] if found else []
     if used:
-        parts.append(f"downloaded from {', '.join(used)} into {dest} ({len(missing)} files)")
+        parts.append(
+            f"downloaded from {', '.join(used)} into {dest} ({_plural(len(missing), 'file')})"
+        )
     source = " + ".join(parts) + ", checksums verified"
-    x_train, t_train, x_test, t_test = arrays
-    return (x_train, t_train), (x_test, t_test), spec.num_classes, 255, source
+    return spec.assemble(decoded), spec.num_classes, spec.scale, source
 
 
 def _load_digits():
@@ -581,12 +893,14 @@ def _load_digits():
     # RandomState's stream is frozen by NumPy's policy, so the split is the same in every version.
     order = np.random.RandomState(DIGITS_SEED).permutation(len(x))
     test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
-    source = "scikit-learn's bundled digits (offline)"
-    return (x[train], t[train]), (x[test], t[test]), 10, 16, source
+    # No parentheses: the CLI prints "from <source> (N train / M test samples)".
+    source = "scikit-learn's bundled 8x8 digits, offline"
+    return (x[train], t[train], x[test], t[test], DIGIT_NAMES), 10, 16, source
 
 
 def _features(x: np.ndarray, scale: int, normalize: bool, flatten: bool) -> np.ndarray:
-    x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *x.shape[1:])
+    """(N, C·H·W) rows when `flatten`, else (N, C, H, W) images (grey ones get C = 1)."""
+    x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), *_image_shape(x))
     if not normalize:
         # A view of the file's bytes is read-only; callers may shuffle in place.
         return x if x.flags.writeable else x.copy()
@@ -606,6 +920,17 @@ def _features(x: np.ndarray, scale: int, normalize: bool, flatten: bool) -> np.n
         with ThreadPoolExecutor(max_workers=blocks) as pool:
             list(pool.map(part, range(blocks)))
     return out
+
+
+def _image_shape(x: np.ndarray) -> tuple[int, int, int]:
+    return tuple(x.shape[1:]) if x.ndim == 4 else (1, *x.shape[1:])
+
+
+def _no_parens(text: str) -> str:
+    """`text` fit to go inside parentheses: C source locations such as "(_ssl.c:1000)" dropped,
+    other parentheses made brackets, so a message never shows "((" or "))"."""
+    text = re.sub(r"\s*\([\w.]+\.c:\d+\)", "", text)
+    return text.replace("(", "[").replace(")", "]")
 
 
 def _labels(t: np.ndarray, n: int, num_classes: int, what: str, one_hot: bool) -> np.ndarray:
@@ -630,12 +955,14 @@ def load_dataset(
     download: bool = True,
     progress: bool | None = True,
 ) -> Dataset:
-    """Load "mnist", "fashion-mnist" or "digits" as host arrays; "auto" is MNIST, else digits.
+    """Load "mnist", "fashion-mnist", "cifar10" or "digits" as host arrays; "auto" is MNIST,
+    else digits.
 
-    "auto" falls back to the offline digits (with `notice` set) only when MNIST's files are absent
-    and cannot be downloaded for want of a network; a bad file in a folder the user named raises
-    instead. Naming a dataset never falls back. `progress=False` hides the download bar, which is
-    drawn only on a terminal anyway.
+    "auto" falls back to the offline digits (with `notice` set, and `name` "digits") only when no
+    `data_dir` is named and MNIST's files are absent and cannot be had: no network, downloads off,
+    or a cache folder that cannot be written. A bad file, or a `data_dir` that does not exist or
+    holds no dataset, raises instead. Naming a dataset never falls back. `progress=False` hides the
+    download bar, which is drawn only on a terminal anyway.
     """
     name = choose("dataset", name, (*DATASETS, "auto"))
     notice = None
@@ -644,22 +971,29 @@ def load_dataset(
     elif name == "auto":
         name = "mnist"
         try:
-            parts = _load_idx(name, data_dir, download, progress)
-        except _Unavailable as exc:
+            parts = _load_files(name, data_dir, download, progress)
+        except DataUnavailable as exc:
+            if _named(data_dir):  # a folder the user named is never swapped for digits
+                raise
             try:
                 parts = _load_digits()
             except DataError as err:
                 raise DataError(f"{exc}; the offline fallback failed too: {err}") from None
             name = "digits"
             notice = (
-                f"MNIST is not in {exc.where} and could not be downloaded ({exc.why}); using "
-                f"scikit-learn's offline 8x8 digits instead. Pass --data-dir to a folder holding "
-                f"MNIST, or --dataset mnist to get an error instead of this fallback"
+                f"MNIST is not in {exc.where} and could not be downloaded ({_no_parens(exc.why)}); "
+                f"using scikit-learn's offline 8x8 digits instead. Pass --data-dir DIR naming a "
+                f"folder that holds MNIST, or --dataset mnist to get an error instead of this "
+                f"fallback"
             )
     else:
-        parts = _load_idx(name, data_dir, download, progress)
+        parts = _load_files(name, data_dir, download, progress)
 
-    (x_train, t_train), (x_test, t_test), num_classes, scale, source = parts
+    (x_train, t_train, x_test, t_test, class_names), num_classes, scale, source = parts
+    if len(class_names) != num_classes:
+        raise DataError(
+            f"{name}: {len(class_names)} class names for {num_classes} classes; the files are corrupt"
+        )
     return Dataset(
         name=name,
         x_train=_features(x_train, scale, normalize, flatten),
@@ -669,6 +1003,8 @@ def load_dataset(
         num_classes=num_classes,
         source=source,
         notice=notice,
+        image_shape=_image_shape(x_train),
+        class_names=tuple(class_names),
     )
 
 
