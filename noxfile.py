@@ -3,10 +3,10 @@
 import os
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 nox.options.sessions = ["lint", "tests(backend='numpy')", "tests(backend='array_api_strict')"]
 nox.options.reuse_existing_virtualenvs = True

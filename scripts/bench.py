@@ -19,6 +19,7 @@ Every run is a fresh Python process (see run_isolated); only the training loop i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,8 +37,7 @@ import numpy as np
 
 import xpnet
 from xpnet.backend import gpu_available, resolve, synchronize
-from xpnet.datasets import Dataset, load_dataset
-from xpnet.errors import XpnetError
+from xpnet.datasets import Dataset, DataUnavailable, load_dataset
 from xpnet.network import MultiLayerNet
 from xpnet.train import TrainConfig, Trainer
 
@@ -310,17 +310,22 @@ def describe_machine() -> str:
 
 def load_data(data_dir, quick: bool):
     """MNIST (from --data-dir, $XPNET_MNIST_DIR, $XPNET_DATA_DIR or the cache), else synthetic."""
+    named = data_dir
     data_dir = data_dir or os.environ.get("XPNET_MNIST_DIR")
     n_train, n_test = (6000, 2000) if quick else (60_000, 10_000)
     try:
         data = load_dataset("mnist", data_dir, download=False, progress=False)
         source = f"MNIST from {data.source}"
-    except XpnetError:
+    except DataUnavailable:
+        if named:  # a folder the user named must hold MNIST: never benchmark something else
+            raise
         data, source = synthetic_mnist(n_train, n_test), "synthetic data of MNIST's shape"
         source += " (no MNIST files found)"
     if quick:
-        data = Dataset(data.name, data.x_train[:n_train], data.t_train[:n_train], data.x_test[:n_test],
-                       data.t_test[:n_test], 10, data.source)  # fmt: skip
+        data = dataclasses.replace(
+            data, x_train=data.x_train[:n_train], t_train=data.t_train[:n_train],
+            x_test=data.x_test[:n_test], t_test=data.t_test[:n_test],
+        )  # fmt: skip
         source += f" (quick: {n_train}/{n_test} samples)"
     return data, source
 

@@ -17,11 +17,12 @@ import warnings
 from pathlib import Path
 
 from .backend import BACKENDS, DEVICES, DTYPES
+from .datasets import DATASETS
 from .errors import ConfigError, XpnetError
 from .layers import ACTIVATIONS
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
 
-DATASET_CHOICES = ("auto", "mnist", "fashion-mnist", "digits")
+DATASET_CHOICES = ("auto", *DATASETS)
 
 # options that define the model and its training: a resumed run must not change them
 _FIXED_ON_RESUME = (
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: MNIST if it is on disk or can be downloaded, else scikit-learn's "
                    "offline 8x8 digits (with a notice); naming mnist never falls back (default: auto)")  # fmt: skip
     g.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder holding (or receiving) the dataset files; default: $XPNET_DATA_DIR, "
-                   "else ~/.cache/xpnet")  # fmt: skip
+                   help="folder holding the dataset files (it must exist); default: $XPNET_DATA_DIR, "
+                   "else ~/.cache/xpnet, where missing files are downloaded")  # fmt: skip
 
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N", default=None,
