@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with a CUDA GPU: the CuPy and torch-CUDA tests, then the benchmark.
 #
-#   bash scripts/gpu_check.sh OUTDIR [PARTS...]     PARTS: tests bench cnn train (default: all)
+#   bash scripts/gpu_check.sh OUTDIR [PARTS...]     PARTS: cold tests train bench cnn (default: all)
 #
 # Needs numpy, cupy, pytest (and torch for the torch rows) and array-api-compat; where pip cannot
 # reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
 shift || true
-parts=${*:-tests bench cnn train}
+parts=${*:-cold tests train bench cnn}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -33,12 +33,23 @@ stamp start "$parts"
     python3 -c "import array_api_compat; print('array_api_compat', array_api_compat.__version__)"
 } 2>&1 | tee "$out/versions.txt"
 
+if has cold; then
+    stamp cold
+    # a first use with an empty kernel cache (compilation), then with the cache this made
+    cache=$(mktemp -d)
+    for run in cold warm; do
+        echo "-- $run" | tee -a "$out/cold.txt"
+        CUPY_CACHE_DIR=$cache timeout 120 python3 scripts/cold_start.py --device cuda 2>&1 | tee -a "$out/cold.txt"
+    done
+fi
 if has tests; then
     stamp tests
-    # every backend-parametrized test, restricted to the GPU backends, and the GPU-only tests
+    # every backend-parametrized test, restricted to the GPU backends, and the GPU-only tests;
+    # the whole log is kept, the summary printed
     files=$(ls tests/test_{layers,network,fused,optimizers,train,backend,core,slides,conv,batchnorm_dropout,convnet,visualize}.py 2>/dev/null)
-    XPNET_TEST_BACKENDS=cupy,torch-cuda timeout 420 python3 -m pytest -q -p no:cacheprovider \
-        -o filterwarnings=error -m "not slow" -rs $files 2>&1 | tail -n 80 | tee "$out/pytest.txt"
+    XPNET_TEST_BACKENDS=cupy,torch-cuda timeout 400 python3 -m pytest -q -p no:cacheprovider \
+        -o filterwarnings=error -m "not slow" -rfEs --tb=short $files > "$out/pytest.txt" 2>&1
+    grep -E "^(FAILED|ERROR)|passed|failed" "$out/pytest.txt" | tail -n 60
 fi
 if has train; then
     stamp train

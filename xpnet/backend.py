@@ -187,7 +187,9 @@ def resolve(device: Any = "auto", backend: str | None = None) -> Backend:
                     f"torch sees {torch.cuda.device_count()} CUDA GPU(s), so there is no {device!r}; "
                     f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
                 )
-            return Backend(backend, xp, torch.device("cuda" if device == "auto" else device))
+            # with its index: tensors report cuda:0, and torch.device("cuda") != cuda:0
+            number = int(index) if index else torch.cuda.current_device()
+            return Backend(backend, xp, torch.device("cuda", number))
         if kind == "cuda":
             _fallback("torch sees no CUDA GPU")
         return Backend(backend, xp, torch.device("cpu"))
