@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One command for a machine with a CUDA GPU: the CuPy and torch-CUDA tests, then the benchmark.
 #
-#   bash scripts/gpu_check.sh OUTDIR [PARTS...]     PARTS: cold tests train bench cnn (default: all)
+#   bash scripts/gpu_check.sh OUTDIR [PARTS...]
+#
+# PARTS (default: all, in this order): cold tests train bench cnn accuracy. Each part has its own
+# time limit, so one slow part cannot starve the others.
 #
 # Needs numpy, cupy, pytest (and torch for the torch rows) and array-api-compat; where pip cannot
 # reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
@@ -11,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
 shift || true
-parts=${*:-cold tests train bench cnn}
+parts=${*:-cold tests train bench cnn accuracy}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -67,10 +70,20 @@ if has bench; then
 fi
 if has cnn; then
     stamp cnn
-    if python3 scripts/bench.py --help | grep -q simple-cnn; then
-        timeout 300 python3 scripts/bench.py --configs simple-cnn --runners xpnet-cupy \
-            xpnet-torch-cuda torch-cuda xpnet-numpy --repeat 1 --json "$out/bench-cnn.json" \
-            2>&1 | tee "$out/bench-cnn.txt"
-    fi
+    timeout 240 python3 scripts/bench.py --configs simple-cnn --runners xpnet-cupy \
+        xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu --repeat 1 --json "$out/bench-cnn.json" \
+        2>&1 | tee "$out/bench-cnn.txt"
+fi
+if has accuracy; then
+    stamp accuracy
+    # the book's CNNs on MNIST, on the GPU: the runs' metrics, curves and models come back
+    for model in simple-cnn deep-cnn; do
+        epochs=${XPNET_EPOCHS:-20}
+        [ "$model" = deep-cnn ] && epochs=${XPNET_DEEP_EPOCHS:-$epochs}
+        timeout "${XPNET_ACCURACY_LIMIT:-150}" python3 scripts/train.py --model "$model" --device cuda \
+            --epochs "$epochs" --no-progress --dataset mnist \
+            --data-dir "${XPNET_MNIST_DIR:-.gpu/mnist}" --out "$out/run-$model" 2>&1 \
+            | tail -n 6 | tee -a "$out/accuracy.txt"
+    done
 fi
 stamp done
