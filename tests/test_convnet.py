@@ -176,7 +176,7 @@ def test_deep_convnet_dropout_only_in_training(rng):
 
 @pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet])
 def test_config_rebuilds_the_same_network(cls):
-    net = cls(seed=5, **({"batchnorm": True} if cls is DeepConvNet else {}))
+    net = cls(seed=5, **({"batchnorm": True} if cls is DeepConvNet else {"weight_init_std": "he"}))
     config = {k: v for k, v in net.config.items() if k != "model"}
     again = cls(**config, seed=5)
     for key, param in net.params.items():
@@ -184,6 +184,8 @@ def test_config_rebuilds_the_same_network(cls):
 
 
 def test_constructors_check_their_arguments():
+    with pytest.raises(ConfigError, match="initializer"):
+        SimpleConvNet(weight_init_std="big")
     with pytest.raises(ConfigError, match="input_dim"):
         SimpleConvNet(input_dim=(28, 28))
     with pytest.raises(ConfigError, match="unknown conv_param keys"):
@@ -200,13 +202,17 @@ def test_constructors_check_their_arguments():
 @pytest.mark.mnist
 @pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_MNIST_DIR to a folder with MNIST")
 def test_simple_convnet_one_epoch_on_mnist():
-    """One epoch, Adam lr 0.001, batch 100 (the book's settings): at least 97.5% test accuracy."""
+    """One epoch, Adam lr 0.001, batch 100 (the book's settings), He init: >= 97.5% test accuracy.
+
+    With the book's init (std 0.01) one epoch reaches 96.2% (seed 0), as does torch's identical
+    network from the same initial weights (96.1%): the small weights slow the first hundred steps.
+    """
     (x_train, t_train), (x_test, t_test) = xpnet.load_mnist(
         flatten=False, data_dir=str(mnist_dir())
     )
     x_train = x_train.reshape(-1, 1, 28, 28)
     x_test = x_test.reshape(-1, 1, 28, 28)
-    net = SimpleConvNet()
+    net = SimpleConvNet(weight_init_std="he")
     optimizer = xpnet.Adam(lr=0.001)
     order = np.random.default_rng(0).permutation(x_train.shape[0])
     start = time.perf_counter()

@@ -18,6 +18,7 @@ from .conv import Convolution, Pooling
 from .conv import output_size as _out_size
 from .dropout import Dropout
 from .errors import ConfigError
+from .initializers import init_std, parse_init
 from .layers import Affine, Layer, ReLU, SoftmaxWithLoss
 from .network import Network
 
@@ -100,7 +101,9 @@ class SimpleConvNet(Network):
 
     Convolution(filter_num filters of filter_size², stride, pad) -> ReLU -> 2×2 max pooling
     (stride 2) -> Affine(hidden_size) -> ReLU -> Affine(output_size) -> SoftmaxWithLoss. Weights
-    ~ N(0, weight_init_std²) as in the book. The first convolution computes no input gradient.
+    ~ N(0, weight_init_std²) as in the book (0.01), or, as for MultiLayerNet, an initializer name
+    ("he": √(2/fan-in), "xavier", "glorot"), with a convolution's fan-in C·FH·FW. The first
+    convolution computes no input gradient.
     """
 
     def __init__(
@@ -123,8 +126,7 @@ class SimpleConvNet(Network):
         )
         _positive_int("hidden_size", hidden_size)
         _positive_int("output_size", output_size)
-        if not (isinstance(weight_init_std, int | float) and weight_init_std > 0):
-            raise ConfigError(f"weight_init_std must be > 0, got {weight_init_std!r}")
+        init = parse_init(weight_init_std)
         if not weight_decay >= 0:
             raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
         c, h, w = dims
@@ -137,14 +139,14 @@ class SimpleConvNet(Network):
             )
         pool_size = param["filter_num"] * (conv_h // 2) * (conv_w // 2)
         b = _Builder(device, backend, dtype, seed)
-        std = float(weight_init_std)
+        fan_in = c * fs * fs
         layers: list[Layer] = [
-            b.conv(c, param, std),
+            b.conv(c, param, init_std(init, fan_in, param["filter_num"])),
             ReLU(),
             Pooling(2, 2, stride=2),
-            b.affine(pool_size, hidden_size, std),
+            b.affine(pool_size, hidden_size, init_std(init, pool_size, hidden_size)),
             ReLU(),
-            b.affine(hidden_size, output_size, std),
+            b.affine(hidden_size, output_size, init_std(init, hidden_size, output_size)),
         ]
         super().__init__(layers, SoftmaxWithLoss(), weight_decay)
         _book_keys(self)
@@ -154,7 +156,7 @@ class SimpleConvNet(Network):
             "conv_param": dict(param),
             "hidden_size": hidden_size,
             "output_size": output_size,
-            "weight_init_std": std,
+            "weight_init_std": init,
             "weight_decay": weight_decay,
         }
 
