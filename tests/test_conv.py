@@ -138,6 +138,28 @@ def test_convolution_matches_torch_conv2d_and_autograd(case, backend, rng):
         np.testing.assert_allclose(to_numpy(ours), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_numpy_convolution_fast_branch_matches_the_generic_code(case, layout, rng):
+    x_shape, W_shape, stride, pad = case
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    if layout == "nhwc":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    W = rng.standard_normal(W_shape).astype(np.float32)
+    b = rng.standard_normal(W_shape[0]).astype(np.float32)
+    fast, generic = Convolution(W, b, stride, pad), Convolution(W, b, stride, pad)
+    generic.fast = False
+    y_fast, y_generic = fast.forward(x), generic.forward(x)
+    assert y_fast.dtype == np.float32 and y_fast.shape == y_generic.shape
+    np.testing.assert_allclose(y_fast, y_generic, rtol=1e-5, atol=1e-5)
+    dout = rng.standard_normal(y_fast.shape).astype(np.float32)
+    dx_fast, dx_generic = fast.backward(dout), generic.backward(dout)
+    assert generic.colT is None and fast.colT is not None  # each took its own path
+    for ours, reference in ((dx_fast, dx_generic), (fast.dW, generic.dW), (fast.db, generic.db)):
+        assert ours.dtype == np.float32 and ours.shape == reference.shape
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_convolution_keeps_float32_and_skips_dx_for_a_first_layer(backend, rng):
     layer = make_conv(backend, rng, (4, 2, 3, 3), 1, 1, "float32")
     x = to_backend(backend, rng.standard_normal((3, 2, 5, 4)), "float32")
