@@ -2,7 +2,8 @@
 
 The generic code below uses only the Array API (strided slices, ``stack``, ``permute_dims``,
 ``reshape``, ``@``), so it runs on NumPy, CuPy, torch and array_api_strict alike. NumPy takes
-small fast branches (``sliding_window_view`` for im2col); each is tested against the generic code.
+small fast branches (``sliding_window_view`` for im2col, a transposed patch matrix built by block
+copies in Convolution, channel-last pooling backward); each is tested against the generic code.
 
 Where xpnet differs from the book's ``common/util.py`` and ``common/layers.py``:
 
@@ -259,11 +260,14 @@ class Pooling(Layer):
     to the first maximum of its window in row-major order (the element torch picks).
 
     The book pools through im2col, a (N·OH·OW·C, pool_h·pool_w) matrix reduced along its short
-    rows; here the window is swept instead: one strided slice x[:, :, i::s, j::s] per window
-    offset, with an elementwise running maximum and argmax (K = pool_h·pool_w passes over arrays of
-    the output's size, no copy of the input). When the windows tile the input (stride = window,
-    pad = 0) every input pixel is in exactly one window, so backward assigns each slice of dx
-    instead of accumulating into it.
+    rows, and keeps an argmax. Here the window is swept instead: one strided slice
+    x[:, :, i::s, j::s] per window offset and an elementwise running maximum (no copy of the
+    input, K = pool_h·pool_w passes over arrays of the output's size). Backward finds each
+    window's first maximum again by comparing the slices with the output, which costs less than
+    tracking an argmax in forward. When the windows tile the input (stride = window, pad = 0)
+    every pixel is in one window, so dx is assigned slice by slice instead of accumulated; on
+    NumPy that case is a few whole-array operations in channel-last order (the memory order of a
+    convolution's output).
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride=None, pad: int = 0):
@@ -311,7 +315,7 @@ class Pooling(Layer):
             out = xp.maximum(out, w)
         if train:
             # backward finds each window's first maximum again by comparing with `out`: cheaper
-            # than tracking an argmax here (two `where`s per offset), and it keeps nothing new
+            # than tracking an argmax here (two `where`s per offset)
             self.x_pad, self.out = x_pad, out
         return out
 
