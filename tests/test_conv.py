@@ -140,24 +140,29 @@ def test_convolution_matches_torch_conv2d_and_autograd(case, backend, rng):
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_numpy_convolution_fast_branch_matches_the_generic_code(case, layout, rng):
+def test_convolution_fast_path_matches_the_im2col_reference(case, layout, backend, rng):
+    xp = backend.xp
     x_shape, W_shape, stride, pad = case
-    x = rng.standard_normal(x_shape).astype(np.float32)
+    x_np = rng.standard_normal(x_shape)
     if layout == "nhwc":
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    W = rng.standard_normal(W_shape).astype(np.float32)
-    b = rng.standard_normal(W_shape[0]).astype(np.float32)
-    fast, generic = Convolution(W, b, stride, pad), Convolution(W, b, stride, pad)
-    generic.fast = False
-    y_fast, y_generic = fast.forward(x), generic.forward(x)
-    assert y_fast.dtype == np.float32 and y_fast.shape == y_generic.shape
-    np.testing.assert_allclose(y_fast, y_generic, rtol=1e-5, atol=1e-5)
-    dout = rng.standard_normal(y_fast.shape).astype(np.float32)
-    dx_fast, dx_generic = fast.backward(dout), generic.backward(dout)
-    assert generic.colT is None and fast.colT is not None  # each took its own path
-    for ours, reference in ((dx_fast, dx_generic), (fast.dW, generic.dW), (fast.db, generic.db)):
-        assert ours.dtype == np.float32 and ours.shape == reference.shape
-        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+        x = to_backend(backend, np.ascontiguousarray(x_np.transpose(0, 2, 3, 1)), "float32")
+        x = xp.permute_dims(x, (0, 3, 1, 2))
+    else:
+        x = to_backend(backend, x_np, "float32")
+    W = to_backend(backend, rng.standard_normal(W_shape), "float32")
+    b = to_backend(backend, rng.standard_normal(W_shape[0]), "float32")
+    fast, reference = Convolution(W, b, stride, pad), Convolution(W, b, stride, pad)
+    reference.fast = False
+    y_fast, y_reference = fast.forward(x), reference.forward(x)
+    assert_on(y_fast, backend, "float32", tuple(y_reference.shape))
+    np.testing.assert_allclose(to_numpy(y_fast), to_numpy(y_reference), rtol=1e-5, atol=1e-5)
+    dout = to_backend(backend, rng.standard_normal(tuple(y_fast.shape)), "float32")
+    dx_fast, dx_reference = fast.backward(dout), reference.backward(dout)
+    assert reference.colT is None and fast.colT is not None  # each took its own path
+    pairs = ((dx_fast, dx_reference), (fast.dW, reference.dW), (fast.db, reference.db))
+    for ours, theirs in pairs:
+        assert_on(ours, backend, "float32", tuple(theirs.shape))
+        np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-4, atol=1e-4)
 
 
 def test_convolution_keeps_float32_and_skips_dx_for_a_first_layer(backend, rng):
@@ -237,17 +242,22 @@ def test_pooling_matches_torch_max_pool2d_and_autograd(case, ties, backend, rng)
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_numpy_pooling_fast_branch_matches_the_generic_code(case, layout, rng):
+def test_pooling_fast_branches_match_the_reference_code(case, layout, backend, rng):
+    xp = backend.xp
     x_shape, ph, pw, stride, pad = case
-    x = np.maximum(np.round(rng.standard_normal(x_shape) * 2), 0).astype(np.float32)
-    if layout == "nhwc":
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    # many ties (zeros, repeated integers): the first-maximum rule must agree too
+    x_np = np.maximum(np.round(rng.standard_normal(x_shape) * 2), 0)
+    if layout == "nhwc":  # a convolution's output: channel-last in memory
+        x = to_backend(backend, np.ascontiguousarray(x_np.transpose(0, 2, 3, 1)), "float32")
+        x = xp.permute_dims(x, (0, 3, 1, 2))
+    else:
+        x = to_backend(backend, x_np, "float32")
     layer = Pooling(ph, pw, stride, pad)
     y = layer.forward(x)
-    dout = rng.standard_normal(y.shape).astype(np.float32)
-    fast, generic = layer.backward(dout), layer.backward(dout, fast=False)
-    assert fast.dtype == np.float32 and fast.shape == x_shape
-    np.testing.assert_array_equal(fast, generic)
+    dout = to_backend(backend, rng.standard_normal(tuple(y.shape)), "float32")
+    fast, reference = layer.backward(dout), layer.backward(dout, fast=False)
+    assert_on(fast, backend, "float32", x_shape)
+    np.testing.assert_array_equal(to_numpy(fast), to_numpy(reference))
 
 
 def test_pooling_keeps_float32(backend, rng):

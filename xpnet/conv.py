@@ -1,9 +1,12 @@
 """Chapter 7: convolution and max pooling as matrix products over im2col's patch matrix.
 
-The generic code below uses only the Array API (strided slices, ``stack``, ``permute_dims``,
-``reshape``, ``@``), so it runs on NumPy, CuPy, torch and array_api_strict alike. NumPy takes
-small fast branches (``sliding_window_view`` for im2col, a transposed patch matrix built by block
-copies in Convolution, channel-last pooling backward); each is tested against the generic code.
+The code below uses only the Array API (strided slices, ``stack``, ``concat``, ``permute_dims``,
+``reshape``, ``@``), so it runs on NumPy, CuPy, torch and array_api_strict alike. Convolution
+builds the patch matrix transposed by default (block copies of whole pixel rows, the bias folded
+into the product); the book's im2col layout is the reference it is tested against
+(``Convolution.fast = False``). NumPy takes small branches (``sliding_window_view`` for im2col,
+writing the patch blocks in place, a channel-last pooling backward), each tested against the
+reference code.
 
 Where xpnet differs from the book's ``common/util.py`` and ``common/layers.py``:
 
@@ -128,15 +131,17 @@ class Convolution(Layer):
     """2-D convolution (cross-correlation, as in every framework): y = W ⋆ x + b.
 
     W has shape (FN, C, FH, FW), b shape (FN,); x (N, C, H, W) gives y (N, FN, OH, OW) with
-    OH = (H + 2·pad − FH) // stride + 1. Forward is ``im2col(x) @ W.reshape(FN, -1).T``;
+    OH = (H + 2·pad − FH) // stride + 1. Forward is ``im2col(x) @ W.reshape(FN, -1).T + b``;
     backward dW = doutᵀ·col, db = Σ dout, dx = col2im(dout·W). Unlike the book's, the layer keeps
     the input's dtype and skips dx (col2im) when ``input_grad`` is false (a network's first layer).
-    The output is a permuted view of the (N·OH·OW, FN) product, not a copy.
+    The output is a permuted view of the (N·OH·OW, FN) product, not a copy. By default the patch
+    matrix is built transposed (see ``_forward_t``): the same numbers, 3-4× faster to build.
     """
 
     param_names = ("W", "b")
     decay_names = ("W",)
-    #: take the NumPy branch on NumPy arrays (False: the generic code, for tests)
+    #: use the transposed patch matrix (_forward_t); False: the book's im2col layout, the
+    #: reference the tests compare it with
     fast = True
 
     def __init__(self, W, b, stride=1, pad: int = 0):
@@ -173,8 +178,8 @@ class Convolution(Layer):
                 f"shape {tuple(x.shape)}"
             )
         col_W = xp.reshape(self.W, (FN, FH * FW * self.W.shape[1]))
-        if self.fast and is_numpy_namespace(xp):
-            return self._forward_numpy(x, col_W, out_h, out_w, train)
+        if self.fast:
+            return self._forward_t(x, col_W, out_h, out_w, train)
         col = im2col(x, FH, FW, self.stride, self.pad)
         out = col @ col_W.T
         out += self.b  # in place: `out` is a fresh array
@@ -183,63 +188,74 @@ class Convolution(Layer):
             self.colT = None
         return xp.permute_dims(xp.reshape(out, (N, out_h, out_w, FN)), (0, 3, 1, 2))
 
-    def _forward_numpy(self, x, col_W, out_h: int, out_w: int, train: bool):
-        """NumPy: the patch matrix transposed, (C·FH·FW + 1, N·OH·OW), filled by FH·FW block copies.
+    def _forward_t(self, x, col_W, out_h: int, out_w: int, train: bool):
+        """The patch matrix transposed, (C·FH·FW + 1, N·OH·OW): FH·FW block copies, then ones.
 
-        Each copy moves whole rows of OW pixels (im2col's rows hold FW-pixel runs), about four
-        times faster for MNIST-sized inputs. The last row is ones, so one product gives
-        x ⋆ W + b here and (dW, db) in backward. The output is (N, OH, OW, FN) in memory, as on
-        the generic path (channel-last suits the pooling that follows).
+        Each block copy moves whole rows of OW pixels (im2col's rows hold FW-pixel runs): about
+        four times faster on NumPy for MNIST-sized inputs, and fewer, larger copies elsewhere.
+        The last row is ones, so one product gives x ⋆ W + b here and (dW, db) in backward. The
+        output is (N, OH, OW, FN) in memory, as on the im2col path (channel-last suits the
+        pooling that follows). NumPy writes the blocks straight into the matrix; the Array API
+        code stacks them and appends the row of ones.
         """
-        import numpy as np
-
+        xp = namespace_of(x)
         FN, C, FH, FW = self.W.shape
         N = x.shape[0]
         sh, sw = _pair(self.stride, "stride")
-        x_t = _padded(x, self.pad).transpose(1, 0, 2, 3)
+        x_t = xp.permute_dims(_padded(x, self.pad), (1, 0, 2, 3))
         K, M = C * FH * FW, N * out_h * out_w
-        colT = np.empty((K + 1, M), dtype=x.dtype)
-        blocks = colT[:K].reshape(C, FH, FW, N, out_h, out_w)
-        for i in range(FH):
-            rows = slice(i, i + sh * (out_h - 1) + 1, sh)
-            for j in range(FW):
-                blocks[:, i, j] = x_t[:, :, rows, j : j + sw * (out_w - 1) + 1 : sw]
-        colT[K] = 1.0
-        Wb = np.concatenate([col_W.T, self.b[None, :]])  # (K + 1, FN)
+        windows = [
+            (i, j, x_t[:, :, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw])
+            for i in range(FH)
+            for j in range(FW)
+        ]
+        dev = device_of(x)
+        if is_numpy_namespace(xp):
+            import numpy as np
+
+            colT = np.empty((K + 1, M), dtype=x.dtype)
+            blocks = colT[:K].reshape(C, FH, FW, N, out_h, out_w)
+            for i, j, window in windows:
+                blocks[:, i, j] = window
+            colT[K] = 1.0
+        else:
+            blocks = xp.stack([w for _, _, w in windows], axis=1)  # (C, FH·FW, N, OH, OW)
+            ones = xp.ones((1, M), dtype=x.dtype, device=dev)
+            colT = xp.concat([xp.reshape(blocks, (K, M)), ones], axis=0)
+        Wb = xp.concat([col_W.T, xp.reshape(self.b, (1, FN))], axis=0)  # (K + 1, FN)
         out = colT.T @ Wb  # BLAS reads the transpose in place
         if train:
             self.x_shape, self.col, self.col_W, self.colT = tuple(x.shape), None, col_W, colT
-        return out.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2)
+        return xp.permute_dims(xp.reshape(out, (N, out_h, out_w, FN)), (0, 3, 1, 2))
 
-    def _backward_numpy(self, dout, input_grad: bool):
-        """Backward for _forward_numpy: [dWᵀ; db] = colᵀ·dout in one product, dcolᵀ = Wᵀ·doutᵀ."""
-        import numpy as np
-
+    def _backward_t(self, dout, input_grad: bool):
+        """Backward for _forward_t: [dWᵀ; db] = colᵀ·dout in one product, dcolᵀ = Wᵀ·doutᵀ."""
+        xp = namespace_of(dout)
         FN, C, FH, FW = self.W.shape
         N, _, H, W = self.x_shape
         out_h, out_w = dout.shape[2], dout.shape[3]
         # free when dout kept forward's (N, OH, OW, FN) memory layout
-        d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        d = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, FN))
         g = self.colT @ d  # (K + 1, FN)
-        self.dW = np.ascontiguousarray(g[:-1].T).reshape(FN, C, FH, FW)
-        self.db = g[-1].copy()
+        self.dW = xp.reshape(xp.permute_dims(g[:-1, :], (1, 0)), (FN, C, FH, FW))
+        self.db = xp.asarray(g[-1, :], copy=True)
         if not input_grad:
             return None
         sh, sw = _pair(self.stride, "stride")
         p = self.pad
-        dcolT = (self.col_W.T @ d.T).reshape(C, FH, FW, N, out_h, out_w)
-        img = np.zeros((C, N, H + 2 * p, W + 2 * p), dtype=dout.dtype)
+        dcolT = xp.reshape(self.col_W.T @ d.T, (C, FH, FW, N, out_h, out_w))
+        img = xp.zeros((C, N, H + 2 * p, W + 2 * p), dtype=dout.dtype, device=device_of(dout))
         for i in range(FH):
             rows = slice(i, i + sh * (out_h - 1) + 1, sh)
             for j in range(FW):
-                img[:, :, rows, j : j + sw * (out_w - 1) + 1 : sw] += dcolT[:, i, j]
-        return img.transpose(1, 0, 2, 3)[:, :, p : p + H, p : p + W]
+                img[:, :, rows, j : j + sw * (out_w - 1) + 1 : sw] += dcolT[:, i, j, :, :, :]
+        return xp.permute_dims(img, (1, 0, 2, 3))[:, :, p : p + H, p : p + W]
 
     def backward(self, dout, input_grad: bool = True):
         xp = namespace_of(dout)
         FN, C, FH, FW = self.W.shape
         if self.colT is not None:
-            return self._backward_numpy(dout, input_grad)
+            return self._backward_t(dout, input_grad)
         # free when dout has forward's (N, OH, OW, FN) memory layout, as elementwise layers keep it
         dout = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, FN))
         self.db = xp.sum(dout, axis=0)
@@ -320,7 +336,7 @@ class Pooling(Layer):
         return out
 
     def backward(self, dout, input_grad: bool = True, *, fast: bool = True):
-        """dL/dx; ``fast=False`` forces the generic code (NumPy writes in place instead)."""
+        """dL/dx; ``fast=False`` forces the reference code (offset by offset, NCHW order)."""
         xp = namespace_of(dout)
         x_pad, out = self.x_pad, self.out
         ph, pw = self.pool_h, self.pool_w
