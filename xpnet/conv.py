@@ -296,10 +296,6 @@ class Pooling(Layer):
             )
         if 2 * pad > min(ph, pw):
             raise ConfigError(f"pad must be at most half the pool window, got pad {pad}")
-        if ph * pw > 127:
-            raise ConfigError(
-                f"pool windows of more than 127 elements are not supported ({ph}x{pw})"
-            )
         self.pool_h = ph
         self.pool_w = pw
         self.stride = stride
