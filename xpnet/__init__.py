@@ -92,3 +92,20 @@ __all__ = [
     "tanh",
     "to_numpy",
 ]
+
+# chapters 6-8: convolution, pooling, batch normalization, dropout and the book's CNNs
+from .batchnorm import BatchNormalization
+from .conv import Convolution, Pooling, col2im, im2col
+from .convnet import DeepConvNet, SimpleConvNet
+from .dropout import Dropout
+
+__all__ += [
+    "BatchNormalization",
+    "Convolution",
+    "DeepConvNet",
+    "Dropout",
+    "Pooling",
+    "SimpleConvNet",
+    "col2im",
+    "im2col",
+]
