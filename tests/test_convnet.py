@@ -163,7 +163,7 @@ def test_adam_lowers_the_loss_on_tiny_data(cls, kwargs, backend, rng):
     for _ in range(20):
         loss = net.forward_backward(x, t)
         assert_on(loss, backend, "float32", ())
-        net.step(optimizer)
+        optimizer.update(net.params, net.grads)
     assert float(net.loss(x, t, train=False)) < 0.7 * first
 
 
@@ -219,7 +219,7 @@ def test_simple_convnet_one_epoch_on_mnist():
     for i in range(0, x_train.shape[0], 100):
         idx = order[i : i + 100]
         net.forward_backward(x_train[idx], t_train[idx])
-        net.step(optimizer)
+        optimizer.update(net.params, net.grads)
     seconds = time.perf_counter() - start
     accuracy = net.accuracy(x_test, t_test, batch_size=1000)
     print(
@@ -227,3 +227,61 @@ def test_simple_convnet_one_epoch_on_mnist():
         f"training ({seconds / 600 * 1e3:.1f} ms/step), load {os.getloadavg()[0]:.1f}"
     )
     assert accuracy >= 0.975
+
+
+# -- the CNNs through the Trainer, checkpoints and load_model ------------------------------------
+
+
+def _digits():
+    pytest.importorskip("sklearn")
+    from xpnet.datasets import load_dataset
+
+    return load_dataset("digits")
+
+
+def test_trainer_trains_simple_cnn_on_images_on_every_backend(backend, tmp_path):
+    from xpnet.train import TrainConfig, Trainer
+
+    config = TrainConfig(model="simple-cnn", init="he", iters=40, batch_size=50, seed=1)
+    trainer = Trainer(config, _digits(), tmp_path, verbose=False, progress=False, backend=backend)
+    assert_on(trainer.data.x_train, backend, "float32", (1497, 1, 8, 8))
+    assert trainer.fused is None and type(trainer.optimizer).__name__ == "Adam"
+    record = trainer.run()
+    assert record["test_acc"] > 0.5
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+    net = xpnet.load_model(tmp_path / "model.npz", backend)
+    assert type(net).__name__ == "SimpleConvNet"
+    assert_on(net.params["W1"], backend, "float32", (30, 1, 5, 5))
+
+
+def test_resumed_simple_cnn_run_is_bit_identical(tmp_path):
+    from xpnet.train import TrainConfig, Trainer
+
+    data = _digits()
+    config = TrainConfig(model="simple-cnn", init="he", iters=30, batch_size=50, seed=2)
+    whole = Trainer(config, data, tmp_path / "a", verbose=False, progress=False)
+    whole.run()
+    half = Trainer(TrainConfig(**{**config.__dict__, "iters": 14}), data, tmp_path / "b",
+                   verbose=False, progress=False)  # fmt: skip
+    half.run()
+    resumed = Trainer.resume(tmp_path / "b" / "checkpoint.npz", data, overrides={"iters": 30},
+                             verbose=False, progress=False)  # fmt: skip
+    resumed.run()
+    for key, value in whole.net.params.items():
+        np.testing.assert_array_equal(to_numpy(resumed.net.params[key]), to_numpy(value))
+
+
+def test_batch_norm_running_statistics_are_saved_and_restored(tmp_path):
+    from xpnet.train import TrainConfig, Trainer
+
+    config = TrainConfig(model="deep-cnn", batchnorm=True, iters=6, batch_size=50, seed=0)
+    trainer = Trainer(config, _digits(), tmp_path, verbose=False, progress=False)
+    trainer.run()
+    buffers = trainer.net.buffers
+    assert "BatchNormalization1.running_mean" in buffers
+    assert float(np.abs(to_numpy(buffers["BatchNormalization1.running_mean"])).max()) > 0
+    loaded = xpnet.load_model(tmp_path / "model.npz")
+    for key, value in buffers.items():
+        np.testing.assert_array_equal(to_numpy(loaded.buffers[key]), to_numpy(value))
+    x = trainer.data.x_test[:20]
+    np.testing.assert_array_equal(to_numpy(loaded.predict(x)), to_numpy(trainer.net.predict(x)))

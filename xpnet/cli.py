@@ -20,13 +20,14 @@ from .backend import BACKENDS, DEVICES, DTYPES
 from .datasets import DATASETS
 from .errors import ConfigError, XpnetError
 from .layers import ACTIVATIONS
-from .train import Interrupted, TrainConfig, Trainer, new_run_dir
+from .train import MODELS, Interrupted, TrainConfig, Trainer, new_run_dir
 
 DATASET_CHOICES = ("auto", *DATASETS)
 
 # options that define the model and its training: a resumed run must not change them
 _FIXED_ON_RESUME = (
-    "dataset", "hidden", "activation", "init", "optimizer", "lr", "weight_decay", "batch_size", "seed", "dtype",
+    "dataset", "model", "hidden", "activation", "init", "optimizer", "lr", "weight_decay", "batch_size", "seed",
+    "dtype", "batchnorm",
 )  # fmt: skip
 
 
@@ -86,8 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "else ~/.cache/xpnet, where missing files are downloaded")  # fmt: skip
 
     g = p.add_argument_group("model")
+    g.add_argument("--model", choices=MODELS, default=None,
+                   help="mlp: fully connected (the slides'); simple-cnn, deep-cnn: the book's chapter 7 "
+                   "convolutional networks (default optimizer for these: adam, lr 0.001) (default: mlp)")  # fmt: skip
+    g.add_argument("--batchnorm", action="store_const", const=True, default=None,
+                   help="deep-cnn: batch normalization after each convolution and the hidden Affine")  # fmt: skip
     g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N", default=None,
-                   help=f"hidden layer sizes, e.g. --hidden 100 100 100 (default: {d.hidden[0]})")  # fmt: skip
+                   help="hidden layer sizes, e.g. --hidden 100 100 100 (default: 50; the CNNs' Affine: "
+                   "100 for simple-cnn, 50 for deep-cnn)")  # fmt: skip
     g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
                    help=f"hidden activation (default: {d.activation})")  # fmt: skip
     g.add_argument("--init", default=None, metavar="STD|NAME",
@@ -154,7 +161,7 @@ def _config_from_args(args) -> dict:
     """The options the user actually gave, as TrainConfig fields."""
     given = {
         k: getattr(args, k)
-        for k in ("device", "backend", "dtype", "dataset", "data_dir", "hidden", "activation", "init",
+        for k in ("device", "backend", "dtype", "dataset", "data_dir", "model", "batchnorm", "hidden", "activation", "init",
                   "optimizer", "lr", "weight_decay", "batch_size", "iters", "epochs", "seed", "log_every",
                   "checkpoint_every", "fused")
         if getattr(args, k) is not None

@@ -23,20 +23,6 @@ from .layers import Affine, Layer, ReLU, SoftmaxWithLoss
 from .network import Network
 
 
-def _book_keys(net: Network) -> None:
-    """Name parameters by attribute, numbered over the layers that have it (W1 conv, W2 affine).
-
-    Network numbers them per layer kind, which gives a Convolution and an Affine the same key
-    "W1"; the book numbers all weight layers together.
-    """
-    counts: dict[str, int] = {}
-    slots = []
-    for _, layer, attr in net._slots:
-        counts[attr] = counts.get(attr, 0) + 1
-        slots.append((f"{attr}{counts[attr]}", layer, attr))
-    net._slots = slots
-
-
 def _positive_int(name: str, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -106,6 +92,9 @@ class SimpleConvNet(Network):
     convolution computes no input gradient.
     """
 
+    eval_batch_size = 1000  # the patch matrix of 1000 images: 58 MB in float32
+    sample_ndim = 3  # one C×H×W image
+
     def __init__(
         self,
         input_dim=(1, 28, 28),
@@ -149,7 +138,6 @@ class SimpleConvNet(Network):
             b.affine(hidden_size, output_size, init_std(init, hidden_size, output_size)),
         ]
         super().__init__(layers, SoftmaxWithLoss(), weight_decay)
-        _book_keys(self)
         self.config = {
             "model": "simple-cnn",
             "input_dim": list(dims),
@@ -184,6 +172,9 @@ class DeepConvNet(Network):
     scores themselves), Dropout is the inverted, seeded kind (see xpnet.dropout), and the hidden
     Affine's fan-in is computed from the input size instead of fixed at 64·4·4.
     """
+
+    eval_batch_size = 250  # the widest patch matrix of 250 images: 113 MB in float32
+    sample_ndim = 3  # one C×H×W image
 
     def __init__(
         self,
@@ -243,7 +234,6 @@ class DeepConvNet(Network):
             b.affine(hidden_size, output_size, math.sqrt(2.0 / hidden_size)),
         ]
         super().__init__(layers, SoftmaxWithLoss(), weight_decay)
-        _book_keys(self)
         self.config = {
             "model": "deep-cnn",
             "input_dim": list(dims),

@@ -54,7 +54,8 @@ class Network:
     """Layers applied in order, then a loss layer; backprop runs them in reverse.
 
     Layers are named by kind and position ("Affine1", "ReLU1", "Affine2"), and parameters by
-    attribute and position ("W1", "b1", "W2", "b2"), as in the book. ``params`` and ``grads`` are
+    attribute, numbered over the layers that have one ("W1" of a Convolution, then "W2", "W3" of
+    two Affines; "gamma1"...), as in the book. ``params`` and ``grads`` are
     dicts of the layers' own arrays, so an optimizer that updates ``params[key]`` in place updates
     the layer, and ``grads`` always holds what the last backward pass stored in the layers.
 
@@ -64,6 +65,8 @@ class Network:
     """
 
     sample_ndim = 1
+    #: samples per chunk when evaluating a whole set (bounded by the largest activation's memory)
+    eval_batch_size = 10_000
 
     def __init__(self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0):
         if not layers:
@@ -71,13 +74,16 @@ class Network:
         self.layers: OrderedDict[str, Layer] = OrderedDict()
         self._slots: list[tuple[str, Layer, str]] = []  # (param key, layer, attribute)
         self._buffer_slots: list[tuple[str, Layer, str]] = []
-        counts: dict[str, int] = {}
+        kinds: dict[str, int] = {}
+        names: dict[str, int] = {}  # the book numbers each parameter name over all layers
         for layer in layers:
             kind = type(layer).__name__
-            counts[kind] = counts.get(kind, 0) + 1
-            layer.name = f"{kind}{counts[kind]}"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            layer.name = f"{kind}{kinds[kind]}"
             self.layers[layer.name] = layer
-            self._slots += [(f"{p}{counts[kind]}", layer, p) for p in layer.param_names]
+            for p in layer.param_names:
+                names[p] = names.get(p, 0) + 1
+                self._slots.append((f"{p}{names[p]}", layer, p))
             self._buffer_slots += [
                 (f"{layer.name}.{p}", layer, p) for p in getattr(layer, "buffer_names", ())
             ]
@@ -259,14 +265,16 @@ class Network:
         self.forward_backward(x, t)
         return self.grads
 
-    def count_correct(self, x, t, batch_size: int = 10_000):
+    def count_correct(self, x, t, batch_size: int | None = None):
         """Number of samples whose top score is the true class, as a 0-d device array."""
         x, single = self._input(x)
         scores_shape = (x.shape[0], self._forward(x[:1, ...], train=False).shape[-1])
         t = self._labels(t, scores_shape, single)
-        return count_correct(lambda xb: self._forward(xb, train=False), x, t, batch_size)
+        return count_correct(
+            lambda xb: self._forward(xb, train=False), x, t, batch_size or self.eval_batch_size
+        )
 
-    def accuracy(self, x, t, batch_size: int = 10_000) -> float:
+    def accuracy(self, x, t, batch_size: int | None = None) -> float:
         """Fraction of samples classified correctly (one host read at the end)."""
         x, _ = self._input(x)
         return int(self.count_correct(x, t, batch_size)) / x.shape[0]

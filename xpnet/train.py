@@ -15,14 +15,14 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backend import Backend, resolve, synchronize
 from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
-from .errors import ConfigError, DataError, TrainingDiverged, XpnetError
+from .errors import ConfigError, DataError, TrainingDiverged, XpnetError, choose
 from .fileio import atomic_write_text
 from .fused import FusedStep
 from .initializers import parse_init
@@ -40,11 +40,13 @@ class TrainConfig:
     device: str = "auto"
     backend: str | None = None
     dtype: str = "float32"
-    hidden: list[int] = field(default_factory=lambda: [50])
+    model: str = "mlp"  # or "simple-cnn", "deep-cnn" (chapter 7's networks, on image data)
+    hidden: list[int] | None = None  # default: [50] (mlp, deep-cnn's Affine), [100] (simple-cnn)
     activation: str = "relu"
     init: str | float = 0.01
-    optimizer: str = "sgd"
+    optimizer: str | None = None  # default: the slides' SGD for the mlp, the book's Adam for CNNs
     lr: float | None = None  # default: the slides' 0.1 for SGD, each optimizer's own otherwise
+    batchnorm: bool = False  # deep-cnn: batch normalization after each convolution
     weight_decay: float = 0.0
     batch_size: int = 100
     iters: int = 10_000
@@ -55,6 +57,11 @@ class TrainConfig:
     fused: bool = True  # the fast path (xpnet.fused) where the backend has one; False: the layers
 
     def __post_init__(self):
+        model = choose("model", self.model, MODELS)
+        if self.hidden is None:
+            self.hidden = [100] if model == "simple-cnn" else [50]
+        if self.optimizer is None:
+            self.optimizer = "sgd" if model == "mlp" else "adam"
         if self.lr is None:
             name = self.optimizer.lower() if isinstance(self.optimizer, str) else self.optimizer
             self.lr = 0.1 if name == "sgd" else make_optimizer(name).lr
@@ -90,10 +97,40 @@ class TrainConfig:
         return self
 
     def describe_net(self, input_size: int, output_size: int) -> str:
-        sizes = "-".join(str(n) for n in [input_size, *self.hidden, output_size])
         init = f"std {self.init}" if isinstance(parse_init(self.init), float) else self.init
         wd = f", weight decay {self.weight_decay}" if self.weight_decay else ""
+        if self.model == "simple-cnn":
+            return f"SimpleConvNet (conv 30@5x5 - pool - {self.hidden[0]} - {output_size}), init {init}{wd}"
+        if self.model == "deep-cnn":
+            bn = " with batch norm" if self.batchnorm else ""
+            return f"DeepConvNet (6 conv 3x3, 16-16-32-32-64-64 - {self.hidden[0]} - {output_size}){bn}, He init{wd}"
+        sizes = "-".join(str(n) for n in [input_size, *self.hidden, output_size])
         return f"{sizes} {self.activation}, init {init}{wd}"
+
+
+MODELS = ("mlp", "simple-cnn", "deep-cnn")
+
+
+def build_network(config: TrainConfig, data, be: Backend):
+    """The network `config` describes, sized for `data` (DeviceData), on `be`."""
+    sample, classes = tuple(data.x_train.shape[1:]), data.num_classes
+    common = {"device": be, "dtype": config.dtype, "seed": config.seed}
+    if config.model == "mlp":
+        return MultiLayerNet(
+            math.prod(sample), config.hidden, classes, config.activation, config.init,
+            config.weight_decay, **common,
+        )  # fmt: skip
+    from .convnet import DeepConvNet, SimpleConvNet
+
+    if config.model == "simple-cnn":
+        return SimpleConvNet(
+            sample, hidden_size=config.hidden[0], output_size=classes,
+            weight_init_std=config.init, weight_decay=config.weight_decay, **common,
+        )  # fmt: skip
+    return DeepConvNet(
+        sample, hidden_size=config.hidden[0], output_size=classes, batchnorm=config.batchnorm,
+        weight_decay=config.weight_decay, **common,
+    )  # fmt: skip
 
 
 class Interrupted(XpnetError):
@@ -154,22 +191,33 @@ def _check_labels(t: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     return t.astype(np.int64, copy=False)
 
 
-def _split_to_device(x, t, num_classes: int, what: str, be: Backend, dtype):
-    """One split's features (flattened, in `dtype`) and checked int64 labels, on the device."""
-    x = be.asarray(np.reshape(x, (x.shape[0], -1)), dtype)
+def _split_to_device(x, t, num_classes: int, what: str, be: Backend, dtype, shape=None):
+    """One split's features (flattened, or each sample in `shape`, in `dtype`) and checked int64
+    labels, on the device."""
+    x = be.asarray(np.reshape(x, (x.shape[0], *(shape or (-1,)))), dtype)
     return x, be.asarray(_check_labels(t, num_classes, what))
 
 
-def to_device(dataset, be: Backend, dtype: str) -> DeviceData:
-    """Validate a host dataset once and move it to the device once."""
+def to_device(dataset, be: Backend, dtype: str, images: bool = False) -> DeviceData:
+    """Validate a host dataset once and move it to the device once (as C×H×W images for CNNs)."""
+    shape = None
+    if images:
+        shape = getattr(dataset, "image_shape", None)
+        if shape is None:
+            raise DataError(
+                f"the {dataset.name} dataset has no image shape, so a CNN cannot train on it; "
+                f"use --model mlp"
+            )
     if (
         dataset.t_train.shape[0] != dataset.x_train.shape[0]
         or dataset.t_test.shape[0] != dataset.x_test.shape[0]
     ):
         raise DataError("the number of labels differs from the number of samples")
     c = dataset.num_classes
-    x_train, t_train = _split_to_device(dataset.x_train, dataset.t_train, c, "training", be, dtype)
-    x_test, t_test = _split_to_device(dataset.x_test, dataset.t_test, c, "test", be, dtype)
+    x_train, t_train = _split_to_device(
+        dataset.x_train, dataset.t_train, c, "training", be, dtype, shape
+    )
+    x_test, t_test = _split_to_device(dataset.x_test, dataset.t_test, c, "test", be, dtype, shape)
     return DeviceData(x_train, t_train, x_test, t_test, c)
 
 
@@ -187,7 +235,7 @@ class Trainer:
         self.config = config.validate()
         self.dataset = dataset
         self.be = backend if backend is not None else resolve(config.device, config.backend)
-        self.data = to_device(dataset, self.be, config.dtype)
+        self.data = to_device(dataset, self.be, config.dtype, images=config.model != "mlp")
         self.n_train = self.data.x_train.shape[0]
         if config.batch_size > self.n_train:
             raise ConfigError(
@@ -203,10 +251,7 @@ class Trainer:
         epochs_per_line = max(1, math.ceil(self.total_iters / self.steps_per_epoch / 50))
         self.log_every = config.log_every or self.steps_per_epoch * epochs_per_line
         self.checkpoint_every = config.checkpoint_every
-        self.net = MultiLayerNet(
-            self.data.x_train.shape[1], config.hidden, self.data.num_classes, config.activation,
-            config.init, config.weight_decay, device=self.be, dtype=config.dtype, seed=config.seed,
-        )  # fmt: skip
+        self.net = build_network(config, self.data, self.be)
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         # the same step in fewer operations where the backend has kernels; it reads and writes
         # the layers' own arrays, so the network stays the one source of truth
@@ -303,8 +348,9 @@ class Trainer:
             def predict(xb):
                 return self.net.predict(xb, train=False)
 
-        train = count_correct(predict, d.x_train, d.t_train)
-        test = count_correct(predict, d.x_test, d.t_test)
+        chunk = self.net.eval_batch_size
+        train = count_correct(predict, d.x_train, d.t_train, chunk)
+        test = count_correct(predict, d.x_test, d.t_test, chunk)
         return int(train) / d.x_train.shape[0], int(test) / d.x_test.shape[0]
 
     def _diverged(self, total: float, count: int) -> TrainingDiverged:
@@ -488,7 +534,8 @@ def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
     from .checkpoint import load_model
 
     net = load_model(path, device, backend)
+    shape = dataset.image_shape if net.sample_ndim == 3 else None
     x, t = _split_to_device(
-        dataset.x_test, dataset.t_test, dataset.num_classes, "test", net.backend, net.dtype
+        dataset.x_test, dataset.t_test, dataset.num_classes, "test", net.backend, net.dtype, shape
     )
     return net.accuracy(x, t)
