@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_cnn
 import numpy as np
 
 import xpnet
@@ -50,13 +51,17 @@ class Config:
     lr: float
     iters: dict  # device kind ("cpu", "cuda") -> iterations
     eval_each_epoch: bool
+    model: str = "mlp"  # "simple-cnn": the book's SimpleConvNet, Adam, steps timed (bench_cnn.py)
 
 
 CONFIGS = {
     "slides": Config("slides", [50], 100, 0.1, {"cpu": 10_000, "cuda": 10_000}, True),
     "large": Config("large", [1000, 1000], 1000, 0.1, {"cpu": 50, "cuda": 2_000}, False),
+    "simple-cnn": Config(
+        "simple-cnn", [100], 100, 0.001, {"cpu": 200, "cuda": 2_000}, False, "simple-cnn"
+    ),
 }
-QUICK_ITERS = {"slides": 120, "large": 2}
+QUICK_ITERS = {"slides": 120, "large": 2, "simple-cnn": 5}
 
 
 def synthetic_mnist(n_train=60_000, n_test=10_000, seed=0) -> Dataset:
@@ -69,7 +74,8 @@ def synthetic_mnist(n_train=60_000, n_test=10_000, seed=0) -> Dataset:
         return x, np.argmax((x - 0.5) @ teacher, axis=1).astype(np.int64)
 
     (x_train, t_train), (x_test, t_test) = sample(n_train), sample(n_test)
-    return Dataset("synthetic", x_train, t_train, x_test, t_test, 10, "synthetic (MNIST's shape)")
+    return Dataset("synthetic", x_train, t_train, x_test, t_test, 10, "synthetic (MNIST's shape)",
+                   image_shape=(1, 28, 28))  # fmt: skip
 
 
 # -- runners ------------------------------------------------------------------------------------
@@ -84,6 +90,8 @@ def _train_config(cfg: Config, iters: int, seed: int) -> TrainConfig:
 
 def run_xpnet(data, cfg: Config, iters: int, seed: int, device: str, backend: str) -> dict:
     """xpnet's own training loop (Trainer), timed from the first update to the final accuracy."""
+    if cfg.model != "mlp":
+        return bench_cnn.run_xpnet(data, cfg, iters, seed, device, backend)
     be = resolve(device, backend)
     trainer = Trainer(
         _train_config(cfg, iters, seed), data, None, verbose=False, progress=False, backend=be
@@ -96,6 +104,8 @@ def run_xpnet(data, cfg: Config, iters: int, seed: int, device: str, backend: st
 
 def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
     """Plain PyTorch: torch.nn.Sequential, F.cross_entropy, torch.optim.SGD, eager, same data order."""
+    if cfg.model != "mlp":
+        return bench_cnn.run_torch(data, cfg, iters, seed, device)
     import torch
 
     dev = torch.device(device)
@@ -157,7 +167,10 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
 
 
 def run_slides(data, cfg: Config, iters: int, seed: int) -> dict:
-    """The slides' code as written (float64 weights, np.random.choice batches, loss computed twice)."""
+    """The slides' code as written (float64 weights, np.random.choice batches, loss computed twice);
+    for a CNN configuration, the book's ch07 code as written."""
+    if cfg.model != "mlp":
+        return bench_cnn.run_book(data, cfg, iters, seed)
     import slides_reference
 
     start = time.perf_counter()
@@ -238,7 +251,9 @@ def run_isolated(runner: str, cfg: Config, iters: int, args) -> dict:
 
 def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
     """Every runner `args.repeat` times, interleaved (so a slow spell of the machine hits all)."""
-    runners = [r for r in runners if cfg.name == "slides" or r != "slides"]  # one hidden layer only
+    # the slides' code has one hidden layer: it runs the slides' configuration (and its CNN
+    # counterpart, the book's code, the CNN configurations)
+    runners = [r for r in runners if r != "slides" or cfg.name == "slides" or cfg.model != "mlp"]
     runs: dict[str, list[dict]] = {r: [] for r in runners}
     for _ in range(args.repeat):
         for runner in runners:
@@ -248,6 +263,8 @@ def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -
     rows = []
     for runner in runners:
         label, kind, _ = RUNNERS[runner]
+        if runner == "slides" and cfg.model != "mlp":
+            label = "book's NumPy code"
         iters = iters_by_device[kind]
         seconds = statistics.median(r["seconds"] for r in runs[runner])
         row = {
@@ -266,7 +283,7 @@ def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -
     for row in rows:
         ref = [r for r in rows if r["runner"] == "torch reference" and r["device"] == row["device"]]
         row["vs_torch"] = row["seconds"] / ref[0]["seconds"] if ref else None
-        slides = [r for r in rows if r["runner"] == "slides' NumPy code"]
+        slides = [r for r in rows if r["runner"] in ("slides' NumPy code", "book's NumPy code")]
         row["vs_slides"] = row["seconds"] / slides[0]["seconds"] if slides else None
     return rows
 
