@@ -285,3 +285,22 @@ def test_batch_norm_running_statistics_are_saved_and_restored(tmp_path):
         np.testing.assert_array_equal(to_numpy(loaded.buffers[key]), to_numpy(value))
     x = trainer.data.x_test[:20]
     np.testing.assert_array_equal(to_numpy(loaded.predict(x)), to_numpy(trainer.net.predict(x)))
+
+
+def test_resumed_deep_cnn_with_dropout_is_bit_identical(tmp_path):
+    """Dropout's random state (seed, masks drawn) is saved, so a resumed run draws the same masks."""
+    from xpnet.train import TrainConfig, Trainer
+
+    data = _digits()
+    config = TrainConfig(model="deep-cnn", iters=8, batch_size=50, seed=5)
+    whole = Trainer(config, data, tmp_path / "a", verbose=False, progress=False)
+    whole.run()
+    half = Trainer(TrainConfig(**{**config.__dict__, "iters": 3}), data, tmp_path / "b",
+                   verbose=False, progress=False)  # fmt: skip
+    half.run()
+    assert half.net.layer_states == {"Dropout1": {"seed": 5, "calls": 3}}  # the net's seed
+    resumed = Trainer.resume(tmp_path / "b" / "checkpoint.npz", data, overrides={"iters": 8},
+                             verbose=False, progress=False)  # fmt: skip
+    resumed.run()
+    for key, value in whole.net.params.items():
+        np.testing.assert_array_equal(to_numpy(resumed.net.params[key]), to_numpy(value))

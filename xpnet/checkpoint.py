@@ -58,6 +58,7 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)  # run progress: history, loss accumulators...
     path: Path | None = None
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # running statistics
+    layer_states: dict = field(default_factory=dict)  # dropout's random state, by layer name
 
     def optimizer_state(self, backend) -> dict | None:
         """The optimizer state with its arrays moved onto `backend`."""
@@ -79,6 +80,7 @@ def save_checkpoint(
         "version": VERSION,
         "model": getattr(net, "config", {}),
         "param_shapes": {key: list(value.shape) for key, value in net.params.items()},
+        "layer_states": getattr(net, "layer_states", {}),
         "iteration": int(iteration),
         "config": config or {},
         "optimizer": None
@@ -127,6 +129,7 @@ def load_checkpoint(path) -> Checkpoint:
     return Checkpoint(
         params=params,
         buffers=buffers,
+        layer_states=meta.get("layer_states", {}),
         model=meta.get("model", {}),
         iteration=int(meta.get("iteration", 0)),
         config=meta.get("config", {}),
@@ -153,6 +156,7 @@ def restore_params(net, ckpt: Checkpoint) -> None:
         net.set_params(
             {k: be.asarray(v, net.dtype) for k, v in {**ckpt.params, **ckpt.buffers}.items()}
         )
+        net.set_layer_states(ckpt.layer_states)
     except ShapeError:
         have = describe({k: v.shape for k, v in net.params.items()})
         got = describe({k: v.shape for k, v in ckpt.params.items()})

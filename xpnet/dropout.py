@@ -24,9 +24,11 @@ class Dropout(Layer):
     y = x·m/(1 − p) with m ~ Bernoulli(1 − p) per element; backward dx = dy·m/(1 − p). With
     ``train=False`` the layer is the identity.
 
-    Randomness: the masks come from a generator seeded with ``seed``. On torch and CuPy the mask is
-    drawn on the arrays' device with that backend's generator (a torch.Generator on the device, a
-    cupy.random.RandomState) seeded with ``seed``, so no host-to-device copy is made per step;
+    Randomness: the n-th training forward pass draws its mask from a generator seeded with
+    (``seed``, n), so the layer's whole random state is the count n (``get_state``/``set_state``,
+    saved in checkpoints: a resumed run draws the masks an uninterrupted one would). On torch and
+    CuPy the mask is drawn on the arrays' device with that backend's generator (a torch.Generator
+    on the device, a cupy.random.RandomState), so no host-to-device copy is made per step;
     elsewhere (NumPy, array_api_strict, any other library) with a NumPy Generator on the host,
     moved once. The same seed therefore gives the same masks on every run of one backend and
     device, but not the same masks across backends.
@@ -37,10 +39,22 @@ class Dropout(Layer):
         if not 0.0 <= ratio < 1.0:
             raise ConfigError(f"dropout ratio must be in [0, 1), got {dropout_ratio}")
         self.dropout_ratio = ratio
-        self.seed = seed
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        self.calls = 0  # training forward passes so far: the mask's random state
         self.mask = None
-        self._host = np.random.default_rng(seed)
         self._device_rng = None  # (key, generator), created on first use on torch or CuPy
+
+    def get_state(self) -> dict:
+        """The random state: the seed and the number of masks drawn."""
+        return {"seed": self.seed, "calls": self.calls}
+
+    def set_state(self, state: dict) -> None:
+        self.seed, self.calls = int(state["seed"]), int(state["calls"])
+
+    def _call_seed(self) -> int:
+        """A 63-bit seed for this call's mask, from (seed, calls)."""
+        words = np.random.SeedSequence([self.seed, self.calls]).generate_state(2, np.uint32)
+        return (int(words[0]) << 31) ^ int(words[1])
 
     def _uniform(self, x, xp):
         """U[0, 1) samples of x's shape, dtype and device."""
@@ -51,24 +65,24 @@ class Dropout(Layer):
 
             key = ("torch", str(dev))
             if self._device_rng is None or self._device_rng[0] != key:
-                gen = torch.Generator(device=dev)
-                if self.seed is None:
-                    gen.seed()
-                else:
-                    gen.manual_seed(int(self.seed))
-                self._device_rng = (key, gen)
-            return torch.rand(shape, generator=self._device_rng[1], dtype=x.dtype, device=dev)
+                self._device_rng = (key, torch.Generator(device=dev))
+            gen = self._device_rng[1]
+            gen.manual_seed(self._call_seed())  # host-side state: no wait for the GPU
+            return torch.rand(shape, generator=gen, dtype=x.dtype, device=dev)
         if is_cupy_namespace(xp):
             import cupy
 
             key = ("cupy", str(dev))
-            if self._device_rng is None or self._device_rng[0] != key:
-                with dev:
-                    self._device_rng = (key, cupy.random.RandomState(self.seed))
             with dev:
+                if self._device_rng is None or self._device_rng[0] != key:
+                    self._device_rng = (key, cupy.random.RandomState(self._call_seed()))
+                else:
+                    self._device_rng[1].seed(self._call_seed())
                 return self._device_rng[1].random_sample(shape, dtype=x.dtype)
         name = dtype_name(xp, x.dtype)
-        host = self._host.random(shape, dtype=np.float32 if name == "float32" else np.float64)
+        host = np.random.default_rng(self._call_seed()).random(
+            shape, dtype=np.float32 if name == "float32" else np.float64
+        )
         return asarray(host, xp, dev)
 
     def forward(self, x, train: bool = True):
@@ -79,6 +93,7 @@ class Dropout(Layer):
         xp = namespace_of(x)
         keep = 1.0 - self.dropout_ratio
         mask = xp.astype(self._uniform(x, xp) < keep, x.dtype) * (1.0 / keep)
+        self.calls += 1
         self.mask = mask
         return x * mask
 

@@ -114,6 +114,21 @@ class Network:
         """State saved with the parameters but not trained ("BatchNormalization1.running_mean")."""
         return {key: getattr(layer, attr) for key, layer, attr in self._buffer_slots}
 
+    @property
+    def layer_states(self) -> dict:
+        """JSON-able state of layers that keep one (dropout's random state), by layer name."""
+        return {
+            name: layer.get_state()
+            for name, layer in self.layers.items()
+            if hasattr(layer, "get_state")
+        }
+
+    def set_layer_states(self, states: dict) -> None:
+        for name, state in states.items():
+            if name not in self.layers or not hasattr(self.layers[name], "set_state"):
+                raise ShapeError(f"the network has no layer {name} with a state to restore")
+            self.layers[name].set_state(state)
+
     def set_params(self, params: dict) -> None:
         """Copy new values into every parameter (same keys and shapes), e.g. from a checkpoint.
 
