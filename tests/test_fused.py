@@ -131,3 +131,41 @@ def test_optimizer_kernels_match_the_rules_written_in_optimizers(name, options, 
 def test_kernels_are_memoized_per_namespace(backend):
     assert kernels_for(backend.xp) is kernels_for(backend.xp)
     assert fused.fused_enabled()
+
+
+def test_compiled_kernels_are_self_checked_once_without_recursion(monkeypatch):
+    """The path CuPy takes (compile, then self_check, which runs the optimizers), on NumPy.
+
+    The first GPU run found the self-check recursing into itself through the optimizers; this
+    reproduces that path on the CPU with NumPy kernels marked as compiled.
+    """
+    import xpnet
+
+    checks = []
+
+    class Compiled(NumpyKernels):
+        compiled = True
+
+    real_check = fused.self_check
+
+    def counting_check(be, kernels=None):
+        checks.append(type(kernels).__name__)
+        return real_check(be, kernels)
+
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    monkeypatch.setattr(fused, "_factory", lambda xp: Compiled)
+    monkeypatch.setattr(fused, "self_check", counting_check)
+    xp = xpnet.resolve("cpu").xp
+    kernels = kernels_for(xp)
+    assert type(kernels) is Compiled
+    assert checks == ["Compiled"]
+    assert kernels_for(xp) is kernels and checks == ["Compiled"]
+
+    class Broken(Compiled):
+        def bias_act(self, a, b, act):
+            return super().bias_act(a, b, act) + 1.0
+
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    monkeypatch.setattr(fused, "_factory", lambda xp: Broken)
+    with pytest.warns(fused.FusedKernelWarning, match="differs"):
+        assert kernels_for(xp) is None

@@ -211,6 +211,8 @@ class CupyKernels:
     """CuPy: CUDA kernels compiled on first use (cached on disk by CuPy), one launch per hot spot."""
 
     THREADS = 128
+    #: compiled on first use, so checked against the layers then (kernels_for runs self_check)
+    compiled = True
     #: a label outside 0..C−1 gives a NaN loss (the kernel reads its row by the label)
     checks_labels = True
 
@@ -305,27 +307,37 @@ def kernels_for(xp, device=None):
         return None
     if xp in _KERNELS:
         return _KERNELS[xp]
-    kernels = None
-    if is_numpy_namespace(xp):
-        kernels = NumpyKernels()
-    elif is_torch_namespace(xp):
-        kernels = TorchKernels()
-    elif is_cupy_namespace(xp):
+    factory = _factory(xp)
+    kernels = factory() if factory is not None else None
+    if kernels is not None and getattr(kernels, "compiled", False):
+        # the self-check runs the optimizers, which ask for these kernels: until it is done they
+        # get none (the plain rules), so the check never recurses into itself
+        _KERNELS[xp] = None
         try:
-            kernels = CupyKernels()
-            problem = self_check(Backend("cupy", xp, device), kernels)
-        except Exception as exc:  # a compile failure: report it, fall back
+            problem = self_check(Backend(type(kernels).__name__, xp, device), kernels)
+        except Exception as exc:  # a compile or launch failure: report it, fall back
             problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if problem is not None:
             warnings.warn(
-                f"xpnet's CuPy kernels failed their self-check ({problem}); using the layers, "
-                f"which are correct but slower. Please report this.",
+                f"xpnet's {type(kernels).__name__} failed their self-check ({problem}); using "
+                f"the layers, which are correct but slower. Please report this.",
                 FusedKernelWarning,
                 stacklevel=2,
             )
             kernels = None
     _KERNELS[xp] = kernels
     return kernels
+
+
+def _factory(xp):
+    """The kernels class for a namespace, or None."""
+    if is_numpy_namespace(xp):
+        return NumpyKernels
+    if is_torch_namespace(xp):
+        return TorchKernels
+    if is_cupy_namespace(xp):
+        return CupyKernels
+    return None
 
 
 class FusedStep:
@@ -451,7 +463,7 @@ def self_check(be: Backend, kernels=None) -> str | None:
         grads = {"p": be.asarray(rng.standard_normal(50), dtype)}
         for make in (lambda: SGD(0.1), lambda: Adam(0.01), lambda: AdamW(0.01, weight_decay=0.1)):
             fast, plain = make(), make()
-            plain.kernels = False
+            fast.kernels, plain.kernels = kernels, False
             p_fast = {k: xp.asarray(v, copy=True) for k, v in params.items()}
             p_plain = {k: xp.asarray(v, copy=True) for k, v in params.items()}
             for _ in range(3):

@@ -82,7 +82,8 @@ def _adopt(array, like):
 class Optimizer:
     """Base class. Subclasses implement `update` and list their per-parameter state in `slots`.
 
-    ``kernels`` is False to always run the rules written here (the fused kernels' reference).
+    ``kernels``: True uses the backend's fused kernels where there are some (xpnet.fused), False
+    always runs the rules written here (the kernels' reference), a kernels object uses that one.
     """
 
     slots: tuple[str, ...] = ()
@@ -112,9 +113,11 @@ class Optimizer:
 
     def _kernel(self, name: str, like):
         """The backend's fused kernel `name` for arrays like `like`, or None."""
-        if not self.kernels:
+        if self.kernels is False:
             return None
-        kernels = kernels_for(namespace_of(like), device_of(like))
+        kernels = self.kernels
+        if kernels is True:
+            kernels = kernels_for(namespace_of(like), device_of(like))
         return getattr(kernels, name, None) if kernels is not None else None
 
     def _slot(self, slot: str, key: str, like, fill: float = 0.0, first=None):
