@@ -286,9 +286,12 @@ def run_trial(config: SearchConfig, trial: int) -> dict:
 
     A dataset that cannot be loaded raises instead: it is no property of the trial.
     """
-    data = validation_split(
-        config.dataset, config.data_dir, config.n_data, config.validation, config.seed
-    )
+    try:
+        data = validation_split(
+            config.dataset, config.data_dir, config.n_data, config.validation, config.seed
+        )
+    except DataError as exc:  # its subclasses carry more than a message, and would not unpickle
+        raise DataError(f"{exc} (on {worker_name()})") from None
     t0 = time.perf_counter()  # training only: a worker loads the data once, for its first trial
     settings = trial_settings(config, trial)
     record = {"trial": trial, "status": "ok", **settings}
