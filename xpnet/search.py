@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import positive_int, run_command
+from .cli import positive_int, prepare_output_folder, run_command
 from .errors import ConfigError, DataError, XpnetError, choose
 from .fileio import atomic_write_text, fsync_dir
 from .train import Interrupted, TrainConfig, Trainer
@@ -87,7 +87,6 @@ class Runner:
     """Runs independent tasks `fn(*args)` here, in order; `where` names the place for messages."""
 
     where = "in this process"
-    workers = 1
 
     def run(self, fn: Callable, tasks: list[tuple[str, tuple]]) -> Iterator[tuple[str, object]]:
         """Yield (key, result) as each task finishes; a failed task yields (key, TaskFailed)."""
@@ -132,7 +131,6 @@ class DaskRunner(Runner):
             # Ctrl-C in a terminal reaches our worker processes too: the search handles it here
             self.client.register_plugin(_ignore_ctrl_c(distributed), name="xpnet-ignore-ctrl-c")
             self.where = f"on a local Dask cluster of {workers} worker processes"
-        self.workers = max(len(self.client.scheduler_info().get("workers", {})), 1)
 
     def run(self, fn, tasks):
         distributed = _distributed()
@@ -185,20 +183,14 @@ def worker_name() -> str:
     return "local"
 
 
-_BLAS_THREADS: list[int | None] = []
-
-
 def blas_threads() -> int | None:
-    """The BLAS threads this process uses (threadpoolctl), None when threadpoolctl is absent."""
-    if not _BLAS_THREADS:
-        try:
-            from threadpoolctl import threadpool_info
-        except ImportError:
-            _BLAS_THREADS.append(None)
-        else:
-            pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-            _BLAS_THREADS.append(max(pools) if pools else None)
-    return _BLAS_THREADS[0]
+    """The BLAS threads this process uses now (threadpoolctl), None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(pools) if pools else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,6 +222,11 @@ class SearchConfig:
         checks = [
             (self.trials > 0, f"--trials must be positive, got {self.trials}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
+            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
+            (
+                bool(self.hidden) and all(h > 0 for h in self.hidden),
+                f"--hidden sizes must be positive, got {self.hidden}",
+            ),
             (0 < self.validation < 1, f"--validation must lie in (0, 1), got {self.validation}"),
             (
                 n_val >= 1 and self.n_data - n_val >= self.batch_size,
@@ -399,7 +396,7 @@ class SearchResult:
     ran: int  # trials run by this call
     seconds: float  # wall time of this call
     where: str
-    interrupted: bool = False
+    interrupted: int | None = None  # the signal that stopped the search early
     paths: list[Path] = field(default_factory=list)
 
     def ranked(self) -> list[dict]:
@@ -455,7 +452,7 @@ def search(
     todo = [k for k in range(config.trials) if k not in done]
     runner = runner or Runner()
     t0 = time.perf_counter()
-    ran, interrupted = 0, False
+    ran, interrupted = 0, None
     try:
         tasks = [(f"trial-{k}", (config, k)) for k in todo]
         for key, result in runner.run(run_trial, tasks):
@@ -470,8 +467,10 @@ def search(
             ran += 1
             if on_trial:
                 on_trial(result)
-    except (KeyboardInterrupt, Interrupted):
-        interrupted = True
+    except KeyboardInterrupt:
+        interrupted = signal.SIGINT
+    except Interrupted as exc:  # SIGINT or SIGTERM, caught by a trial in this process
+        interrupted = exc.signum
     seconds = time.perf_counter() - t0
     trials = {k: v for k, v in sorted(done.items()) if k < config.trials}
     result = SearchResult(config, trials, ran, seconds, runner.where, interrupted)
@@ -498,7 +497,11 @@ def markdown(result: SearchResult, command: str | None = None, best: int = BEST_
         lines += ["```", command, "```", ""]
     lines += [
         f"{len(result.trials)} of {c.trials} trials finished ({len(failed)} failed)"
-        + (" — interrupted; rerun the same command to finish" if result.interrupted else "")
+        + (
+            " — interrupted; rerun the same command to finish"
+            if result.interrupted is not None
+            else ""
+        )
         + f". Each: {net} {c.activation} net, init {c.init}, SGD at batch {c.batch_size} for "
         f"{c.epochs} epochs; learning rate 10^U({c.lr_range[0]:g}, {c.lr_range[1]:g}), weight "
         f"decay 10^U({c.weight_decay_range[0]:g}, {c.weight_decay_range[1]:g}); seed {c.seed} "
@@ -656,8 +659,9 @@ def run(args, argv) -> int:
         hidden=list(args.hidden), batch_size=args.batch_size,
     ).validate()  # fmt: skip
     command = "python scripts/search.py " + shlex.join(argv)
-    out = Path(args.out)
-    previous = len(TrialLog(out / "trials.jsonl").read()) if out.exists() else 0
+    out = prepare_output_folder(Path(args.out))
+    _check_resume(out, config)  # other settings in --out: an error before any cluster starts
+    previous = len(TrialLog(out / "trials.jsonl").read())
     runner = open_runner(args.workers, args.scheduler)
     try:
         print(f"search: {config.trials} trials ({previous} already in {out}) {runner.where}")
@@ -672,10 +676,10 @@ def run(args, argv) -> int:
         print(f"best: trial {best['trial']}, val acc {best['val_acc']:.3f}, lr {best['lr']:.3e}, "
               f"weight decay {best['weight_decay']:.3e}")  # fmt: skip
     print(f"wrote {out / 'trials.jsonl'}, " + ", ".join(str(p) for p in result.paths))
-    if result.interrupted:
+    if result.interrupted is not None:
         print(f"interrupted: {len(result.trials)} finished trials are kept in {out / 'trials.jsonl'}; "
               f"continue with: {command}", file=sys.stderr)  # fmt: skip
-        return 128 + signal.SIGINT
+        return 128 + result.interrupted
     return 0
 
 
