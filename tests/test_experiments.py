@@ -1,5 +1,6 @@
 """scripts/compare.py: every comparison end to end (--quick, few iterations), and its edge cases."""
 
+import contextlib
 import json
 import math
 import signal
@@ -245,3 +246,28 @@ def test_quick_mnist_is_a_small_subset(tmp_path):
     mnist = next(d for d in doc["datasets"] if d["name"] == "mnist")
     assert (mnist["train_samples"], mnist["test_samples"]) == experiments.QUICK_SUBSET
     assert rows[0]["network"] == "784-50-10" and rows[0]["status"] == "ok"
+
+
+def test_variants_on_a_local_dask_cluster_match_one_process(tmp_path):
+    """--workers 2: the variants run in two worker processes, with the numbers of one process."""
+    pytest.importorskip("distributed", reason='pip install "xpnet[distributed]"')
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the workers run one BLAS thread each; so should the reference
+        threadpool_limits = None
+    out = tmp_path / "dask"
+    assert main(["lr", "--quick", "--iters", str(ITERS), "--workers", "2", "--out", str(out)]) == 0
+    _, doc = check_outputs(out, "lr")
+    limit = threadpool_limits(1) if threadpool_limits else contextlib.nullcontext()
+    with limit:
+        here = run_comparison("lr", DataCache(None, quick=True), resolve("cpu"), iters=ITERS)
+    assert doc["datasets"] and doc["datasets"][0]["name"] == "digits"
+
+    def numbers(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert len(here.outcomes) == len(doc["variants"])
+    for mine, theirs in zip(here.outcomes, doc["variants"], strict=True):
+        assert (theirs["label"], theirs["status"]) == (mine.label, mine.status)
+        assert numbers(theirs["history"]) == numbers(mine.history)
+    assert {v["status"] for v in doc["variants"]} > {"ok"}  # the rates too large for it as well

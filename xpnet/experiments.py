@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -26,9 +27,10 @@ from pathlib import Path
 from .backend import BACKENDS, Backend, resolve
 from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command
 from .datasets import Dataset, load_dataset
-from .errors import DataError, TrainingDiverged, choose
+from .errors import ConfigError, DataError, TrainingDiverged, choose
 from .fileio import atomic_write_text
 from .optimizers import OPTIMIZERS
+from .search import Runner, add_runner_options, open_runner
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
 
 BATCH_SIZE = 100
@@ -309,6 +311,7 @@ def run_comparison(
     seed: int = 0,
     dtype: str = "float32",
     on_outcome: Callable[[Outcome], None] | None = None,
+    runner: Runner | None = None,
 ) -> Report:
     """Train every variant of a comparison (a name in COMPARISONS, or your own) and report them.
 
@@ -317,12 +320,19 @@ def run_comparison(
     comparison). A DataError from `load` propagates, except for a variant's own dataset, which is
     then "unavailable". A SIGINT or SIGTERM stops after the current step: the report then holds
     what finished and says so.
+
+    `runner` (xpnet.search.open_runner) runs the variants elsewhere, e.g. on Dask workers, side
+    by side: `load` must then be a DataCache, whose folder and --quick setting each worker uses
+    to load the data itself. Outcomes arrive (and `on_outcome` is called) as variants finish;
+    the report keeps the comparison's order.
     """
     if not isinstance(comparison, Comparison):
         comparison = COMPARISONS[choose("comparison", comparison, tuple(COMPARISONS))]
     iters = iters or (QUICK_ITERS if quick else FULL_ITERS)
     log_every = max(1, round(iters / CURVE_POINTS))
     report = Report(comparison, str(backend), dtype, iters, seed, log_every, quick)
+    if runner is not None and type(runner) is not Runner:
+        return _run_elsewhere(report, runner, load, backend, dataset, on_outcome)
     for variant in comparison.variants:
         if report.interrupted is not None:
             outcome = Outcome(variant.label, {}, "not run (interrupted)", style=variant.style)
@@ -331,6 +341,56 @@ def run_comparison(
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+    return report
+
+
+_WORKER_CACHES: dict = {}  # per worker process: (data_dir, quick) -> DataCache
+
+
+def variant_task(report: Report, index: int, data: tuple, where: tuple, dataset: str):
+    """Run variant `index` of `report.comparison` on a worker: (outcome, datasets, signal)."""
+    if data not in _WORKER_CACHES:
+        _WORKER_CACHES[data] = DataCache(*data)
+    local = replace(report, outcomes=[], datasets={})
+    variant = report.comparison.variants[index]
+    try:
+        outcome = _run_variant(
+            report.comparison, variant, _WORKER_CACHES[data], resolve(*where), local, dataset
+        )
+    except DataError as exc:  # its subclasses carry more than a message, and would not unpickle
+        raise DataError(str(exc)) from None
+    return outcome, local.datasets, local.interrupted
+
+
+def _run_elsewhere(report: Report, runner: Runner, load, backend: Backend, dataset, on_outcome):
+    if not isinstance(load, DataCache):
+        raise ConfigError("to run variants on workers, `load` must be a DataCache (workers load "
+                          "the data themselves from its folder)")  # fmt: skip
+    data, where = (load.data_dir, load.quick), (str(backend.device), backend.name)
+    variants = report.comparison.variants
+    tasks = [(f"variant-{i}", (report, i, data, where, dataset)) for i in range(len(variants))]
+    done: dict[int, Outcome] = {}
+    try:
+        for key, result in runner.run(variant_task, tasks):
+            i = int(key.rsplit("-", 1)[1])
+            if isinstance(result, Exception):
+                outcome = Outcome(variants[i].label, {}, "failed", detail=str(result),
+                                  style=variants[i].style)  # fmt: skip
+            else:
+                outcome, datasets, signum = result
+                for name, described in datasets.items():
+                    report.datasets.setdefault(name, described)
+                if signum is not None:
+                    report.interrupted = signum
+            done[i] = outcome
+            if on_outcome:
+                on_outcome(outcome)
+    except KeyboardInterrupt:
+        report.interrupted = signal.SIGINT
+    for i, variant in enumerate(variants):
+        report.outcomes.append(
+            done.get(i) or Outcome(variant.label, {}, "not run (interrupted)", style=variant.style)
+        )
     return report
 
 
@@ -569,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
+    add_runner_options(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
@@ -607,13 +668,23 @@ def run(args, argv) -> int:
     prepare_output_folder(out)
     print(f"output:  {out}")
     command = "python scripts/compare.py " + shlex.join(argv)
+    runner = open_runner(args.workers, args.scheduler)
+    try:
+        if type(runner) is not Runner:
+            print(f"running the variants {runner.where}")
+        return _run_all(args, names, dataset, be, load, out, command, runner)
+    finally:
+        runner.close()
+
+
+def _run_all(args, names, dataset, be, load, out, command, runner) -> int:
     for name in names:
         c = COMPARISONS[name]
         iters = args.iters or (QUICK_ITERS if args.quick else FULL_ITERS)
         print(f"{name}: {c.summary}; {iters} iterations each")
         report = run_comparison(
             name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
-            on_outcome=_print_outcome,
+            on_outcome=_print_outcome, runner=runner,
         )  # fmt: skip
         report.command = command
         paths = write_report(report, out)
