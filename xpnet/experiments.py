@@ -41,7 +41,9 @@ CURVE_POINTS = 20  # log lines per curve; each evaluates the whole training and 
 DEEP = [100, 100, 100, 100]  # the book's 5-layer net for the init and optimizer comparisons
 
 #: display names, for tables and legends
-DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "digits (8x8)"}
+DATASET_TITLES = {
+    "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "digits": "digits (8x8)",
+}  # fmt: skip
 _INIT_TITLES = {"xavier": "Xavier", "lecun": "LeCun", "glorot": "Glorot", "he": "He"}
 _ACTIVATION_TITLES = {"relu": "ReLU", "sigmoid": "sigmoid", "tanh": "tanh"}
 _ACTIVATION_COLORS = {"sigmoid": "C0", "tanh": "C1", "relu": "C2"}
