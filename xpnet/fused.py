@@ -94,9 +94,27 @@ class NumpyKernels:
     def colsum(self, a):
         return self.np.add.reduce(a, axis=0)
 
-    # the optimizers' elementwise rules: NumPy's own expressions are as fast, so none here
-    sgd = None
-    adam = None
+    sgd = None  # p -= lr·g is already one pass with one temporary
+
+    def adam(self, p, g, m, v, beta1, beta2, step_size, root_correction, eps, shrink):
+        """Adam's update in place, in the order of optimizers.Adam's own code (the same bits),
+        with one scratch array where that code makes four temporaries."""
+        np = self.np
+        if shrink != 1.0:
+            p *= shrink
+        m *= beta1
+        tmp = np.multiply(g, 1.0 - beta1)
+        m += tmp
+        v *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp /= root_correction
+        tmp += eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp
 
 
 class TorchKernels:
