@@ -234,3 +234,44 @@ def test_a_network_of_given_layers_copies_them_and_never_writes_them(rng):
     xpnet.SGD(lr=0.5).update(net.params, net.grads)
     for a, b in zip((W1, b1, W2, b2), given, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("batchnorm, dropout", [(True, 0.0), (False, 0.4), (True, 0.3)])
+def test_multilayer_net_with_batchnorm_and_dropout_gradient_matches_numerical(
+    batchnorm, dropout, backend, rng
+):
+    """Chapter 6's MultiLayerNetExtend; the numerical loss replays the same dropout masks."""
+    net = MultiLayerNet(
+        7, [6, 5], 3, "relu", "he", 0.01, batchnorm, dropout, device=backend, dtype="float64",
+        seed=2,
+    )  # fmt: skip
+    # nonzero biases: a sample whose units are all dropped would sit on ReLU's kink
+    net.set_params(
+        {
+            k: backend.asarray(rng.standard_normal(v.shape), "float64") if k[0] == "b" else v
+            for k, v in net.params.items()
+        }
+    )
+    x, t = small_batch(backend, rng, n=10, features=7, classes=3)
+    state = net.layer_states
+    grads = net.gradient(x, t)
+    if dropout:
+        assert all(s["calls"] == 1 for s in net.layer_states.values())
+
+    def loss(_):
+        net.set_layer_states(state)  # the masks of the gradient's forward pass
+        return net.loss(x, t, train=True)
+
+    for key, param in net.params.items():
+        assert_on(grads[key], backend, "float64", param.shape)
+        numeric = numerical_gradient(loss, param)
+        if batchnorm and key in ("b1", "b2"):  # batch norm subtracts the mean: exactly zero
+            assert np.abs(to_numpy(grads[key])).max() < 1e-12
+            assert np.abs(to_numpy(numeric)).max() < 1e-8
+            continue
+        assert max_relative_error(grads[key], numeric) < 1e-6, key
+    assert ("gamma1" in grads) == batchnorm
+    rebuilt = MultiLayerNet(**{k: v for k, v in net.config.items() if k != "model"}, seed=2)
+    assert [type(layer).__name__ for layer in rebuilt.layers.values()] == [
+        type(layer).__name__ for layer in net.layers.values()
+    ]

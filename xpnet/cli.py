@@ -27,7 +27,7 @@ DATASET_CHOICES = ("auto", *DATASETS)
 # options that define the model and its training: a resumed run must not change them
 _FIXED_ON_RESUME = (
     "dataset", "model", "hidden", "activation", "init", "optimizer", "lr", "weight_decay", "batch_size", "seed",
-    "dtype", "batchnorm",
+    "dtype", "batchnorm", "dropout",
 )  # fmt: skip
 
 
@@ -50,6 +50,7 @@ positive_int = _argument(int, lambda v: v > 0, "a positive integer")
 # NaN fails both comparisons, and infinity is no learning rate either
 positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a positive number")
 non_negative_float = _argument(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+fraction = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlp: fully connected (the slides'); simple-cnn, deep-cnn: the book's chapter 7 "
                    "convolutional networks (default optimizer for these: adam, lr 0.001) (default: mlp)")  # fmt: skip
     g.add_argument("--batchnorm", action="store_const", const=True, default=None,
-                   help="deep-cnn: batch normalization after each convolution and the hidden Affine")  # fmt: skip
+                   help="batch normalization before each hidden activation (mlp, deep-cnn)")  # fmt: skip
+    g.add_argument("--dropout", type=fraction, default=None, metavar="RATIO",
+                   help="dropout ratio after each hidden activation (default: 0; deep-cnn: 0.5)")  # fmt: skip
     g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N", default=None,
                    help="hidden layer sizes, e.g. --hidden 100 100 100 (default: 50; the CNNs' Affine: "
                    "100 for simple-cnn, 50 for deep-cnn)")  # fmt: skip
@@ -161,7 +164,7 @@ def _config_from_args(args) -> dict:
     """The options the user actually gave, as TrainConfig fields."""
     given = {
         k: getattr(args, k)
-        for k in ("device", "backend", "dtype", "dataset", "data_dir", "model", "batchnorm", "hidden", "activation", "init",
+        for k in ("device", "backend", "dtype", "dataset", "data_dir", "model", "batchnorm", "dropout", "hidden", "activation", "init",
                   "optimizer", "lr", "weight_decay", "batch_size", "iters", "epochs", "seed", "log_every",
                   "checkpoint_every", "fused")
         if getattr(args, k) is not None

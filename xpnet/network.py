@@ -305,7 +305,9 @@ class MultiLayerNet(Network):
     `weight_init` is a fixed std (the book's 0.01) or "xavier"/"lecun" (√(1/n)), "glorot"
     (√(2/(n_in+n_out))) or "he" (√(2/n)); weights are drawn on the host from a NumPy generator
     seeded with `seed`, so every backend starts from the same numbers, and biases start at zero.
-    `weight_decay` adds ½·λ·Σ‖W‖² to the loss.
+    `weight_decay` adds ½·λ·Σ‖W‖² to the loss. Chapter 6's extensions (the book's
+    MultiLayerNetExtend): `batchnorm` puts a BatchNormalization between each hidden Affine and its
+    activation, `dropout_ratio` > 0 a Dropout after each hidden activation (seeded from `seed`).
     """
 
     def __init__(
@@ -316,12 +318,17 @@ class MultiLayerNet(Network):
         activation: str = "relu",
         weight_init="he",
         weight_decay: float = 0.0,
+        batchnorm: bool = False,
+        dropout_ratio: float = 0.0,
         *,
         device="cpu",
         backend: str | None = None,
         dtype="float32",
         seed: int | None = 0,
     ):
+        from .batchnorm import BatchNormalization
+        from .dropout import Dropout
+
         sizes = [input_size, *hidden_sizes, output_size]
         if any(not isinstance(n, int) or n <= 0 for n in sizes):
             raise ConfigError(f"layer sizes must be positive integers, got {sizes}")
@@ -342,7 +349,13 @@ class MultiLayerNet(Network):
             )
             layers.append(Affine(W, be.zeros((n_out,), dtype)))
             if i < len(sizes) - 2:
+                if batchnorm:
+                    ones = be.xp.ones((n_out,), dtype=dtype, device=be.device)
+                    layers.append(BatchNormalization(ones, be.zeros((n_out,), dtype)))
                 layers.append(activation_cls())
+                if dropout_ratio:
+                    seed_i = None if seed is None else seed * 1000 + i
+                    layers.append(Dropout(dropout_ratio, seed=seed_i))
         super().__init__(layers, SoftmaxWithLoss(), weight_decay)
         self.sizes = sizes
         self.config = {
@@ -353,6 +366,8 @@ class MultiLayerNet(Network):
             "activation": activation,
             "weight_init": weight_init,
             "weight_decay": weight_decay,
+            "batchnorm": bool(batchnorm),
+            "dropout_ratio": float(dropout_ratio),
         }
 
 

@@ -46,7 +46,8 @@ class TrainConfig:
     init: str | float = 0.01
     optimizer: str | None = None  # default: the slides' SGD for the mlp, the book's Adam for CNNs
     lr: float | None = None  # default: the slides' 0.1 for SGD, each optimizer's own otherwise
-    batchnorm: bool = False  # deep-cnn: batch normalization after each convolution
+    batchnorm: bool = False  # batch normalization before each hidden activation (mlp, deep-cnn)
+    dropout: float | None = None  # dropout ratio after hidden activations; None: 0, deep-cnn's 0.5
     weight_decay: float = 0.0
     batch_size: int = 100
     iters: int = 10_000
@@ -105,7 +106,10 @@ class TrainConfig:
             bn = " with batch norm" if self.batchnorm else ""
             return f"DeepConvNet (6 conv 3x3, 16-16-32-32-64-64 - {self.hidden[0]} - {output_size}){bn}, He init{wd}"
         sizes = "-".join(str(n) for n in [input_size, *self.hidden, output_size])
-        return f"{sizes} {self.activation}, init {init}{wd}"
+        extras = (", batch norm" if self.batchnorm else "") + (
+            f", dropout {self.dropout}" if self.dropout else ""
+        )
+        return f"{sizes} {self.activation}, init {init}{wd}{extras}"
 
 
 MODELS = ("mlp", "simple-cnn", "deep-cnn")
@@ -118,7 +122,7 @@ def build_network(config: TrainConfig, data, be: Backend):
     if config.model == "mlp":
         return MultiLayerNet(
             math.prod(sample), config.hidden, classes, config.activation, config.init,
-            config.weight_decay, **common,
+            config.weight_decay, config.batchnorm, config.dropout or 0.0, **common,
         )  # fmt: skip
     from .convnet import DeepConvNet, SimpleConvNet
 
@@ -127,9 +131,10 @@ def build_network(config: TrainConfig, data, be: Backend):
             sample, hidden_size=config.hidden[0], output_size=classes,
             weight_init_std=config.init, weight_decay=config.weight_decay, **common,
         )  # fmt: skip
+    dropout = {} if config.dropout is None else {"dropout_ratio": config.dropout}
     return DeepConvNet(
         sample, hidden_size=config.hidden[0], output_size=classes, batchnorm=config.batchnorm,
-        weight_decay=config.weight_decay, **common,
+        weight_decay=config.weight_decay, **dropout, **common,
     )  # fmt: skip
 
 
