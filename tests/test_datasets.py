@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from conftest import assert_on, mnist_dir
 
+import xpnet
 from xpnet import datasets
 from xpnet.backend import to_numpy
 from xpnet.datasets import (
@@ -1166,3 +1167,20 @@ def test_cifar10_offline_and_in_an_empty_folder(cifar, tmp_path, closed_port_url
         DataError, match=r"cifar-10-binary\.tar\.gz not found in .* downloading is off"
     ):
         load_dataset("cifar10", download=False)
+
+
+@pytest.mark.parametrize("model", ["simple-cnn", "deep-cnn"])
+def test_the_cnns_train_on_cifar10_from_the_command_line(cifar, tmp_path, model):
+    """--dataset cifar10 with a CNN: 3×32×32 images reach the network as images."""
+    from xpnet.cli import main
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "cifar-10-binary.tar.gz").write_bytes(cifar.blob)
+    out = tmp_path / "run"
+    argv = ["--model", model, "--dataset", "cifar10", "--data-dir", str(folder), "--iters", "3",
+            "--batch-size", "5", "--no-progress", "--no-plot", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    net = xpnet.load_model(out / "model.npz")
+    assert net.params["W1"].shape[1] == 3  # the first convolution sees three channels
+    assert net.predict(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
