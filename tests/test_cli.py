@@ -163,7 +163,10 @@ def test_resume_rejects_changed_model_options(tmp_path, capsys):
         main(["--resume", str(tmp_path / "r" / "checkpoint.npz"), "--hidden", "64", "--lr", "0.05"])
         == 2
     )
-    assert "--hidden, --lr: not what the checkpoint's run used" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # both values, so the user sees what to drop
+    assert "--hidden 64 (the run used 32), --lr 0.05 (the run used 0.5)" in err
+    assert "a resumed run keeps its settings" in err
 
 
 def test_nan_loss_exits_1_with_advice(tmp_path, capsys):
@@ -173,7 +176,9 @@ def test_nan_loss_exits_1_with_advice(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "the loss became nan between iterations 0 and 10" in err
-    assert "Try a smaller learning rate" in err and "Traceback" not in err and "warning" not in err
+    # advice that works: --resume keeps the learning rate, so a new run
+    assert "Start a new run with a smaller learning rate, e.g. --lr 1e+19" in err
+    assert "Traceback" not in err and "warning" not in err
 
 
 def _weights(path):

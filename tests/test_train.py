@@ -159,7 +159,7 @@ def test_nan_loss_stops_with_advice_and_keeps_last_finite_checkpoint(tmp_path):
     trainer.optimizer = Poison(trainer.optimizer)
     with pytest.raises(
         TrainingDiverged,
-        match=r"between iterations 30 and 60 .*iteration 30\)\. Try a smaller learning rate, e\.g\. --lr 0\.01",
+        match=r"between iterations 30 and 60 .*iteration 30\)\. Start a new run with a smaller learning rate, e\.g\. --lr 0\.01",
     ):
         trainer.run()
     ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
