@@ -100,7 +100,7 @@ def safe_print(line: str, stream=None) -> bool:
             with contextlib.suppress(OSError, ValueError):
                 print(
                     f"warning: stopped printing to standard output ({reason}); "
-                    "training goes on and writes its files",
+                    "the run goes on and writes its files",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -227,10 +227,13 @@ class Trainer:
             max(self.steps_per_epoch, MAX_LOG_INTERVAL),
         )
         self.checkpoint_every = config.checkpoint_every
-        self.net = MultiLayerNet(
+        # a huge --init overflows while the weights are cast to the dtype: the first log line
+        # reports that (blaming the init) instead of NumPy's warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.net = MultiLayerNet(
             self.data.x_train.shape[1], config.hidden, self.data.num_classes, config.activation,
-            config.init, config.weight_decay, device=self.be, dtype=config.dtype, seed=config.seed,
-        )  # fmt: skip
+                config.init, config.weight_decay, device=self.be, dtype=config.dtype, seed=config.seed,
+            )  # fmt: skip
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         # the same step in fewer operations where the backend has kernels; it reads and writes
         # the layers' own arrays, so the network stays the one source of truth
