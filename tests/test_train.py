@@ -370,3 +370,11 @@ def test_safe_print_stops_on_a_broken_stream(capsys):
     assert safe_print("two", broken) is False  # muted: no second warning
     err = capsys.readouterr().err
     assert err.count("stopped printing to standard output (the reader went away)") == 1
+
+
+def test_initial_overflow_of_the_weight_decay_blames_the_weight_decay(tmp_path):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"before the first update.*weight decay 1e\+308.*smaller --weight-decay",
+    ):
+        Trainer(config(weight_decay=1e308), blobs(), tmp_path, verbose=False).run()

@@ -348,10 +348,23 @@ class Trainer:
             else "no checkpoint was written"
         )
         if self.iteration == 0:  # before any update: the learning rate played no part
+            loss = total / max(count, 1)
+            xp = self.be.xp
+            finite = all(bool(xp.all(xp.isfinite(w))) for w in self.net.params.values())
+            if not finite:
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the initial weights "
+                    f"(init {self.config.init}) overflow {self.config.dtype}; use a smaller --init, "
+                    f"e.g. 0.01 or he"
+                )
+            if self.config.weight_decay:
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the L2 penalty of weight decay "
+                    f"{self.config.weight_decay} overflows {self.config.dtype}; use a smaller "
+                    f"--weight-decay, e.g. 1e-4"
+                )
             return TrainingDiverged(
-                f"the loss is {total / max(count, 1)} before the first update: the initial weights "
-                f"(init {self.config.init}) overflow {self.config.dtype}; use a smaller --init, "
-                f"e.g. 0.01 or he"
+                f"the loss is {loss} before the first update; check that the data are finite"
             )
         # a resumed run keeps its learning rate, so the advice is a new run, not --resume
         return TrainingDiverged(
