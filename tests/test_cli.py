@@ -456,3 +456,23 @@ def test_ctrl_c_at_startup_shows_no_traceback(tmp_path):
     assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_two_runs_never_write_into_one_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    # a run in progress (this very process stands in for it) holds the folder
+    (out / ".xpnet-running").write_text(f"{os.getpid()}\n")
+    assert main([*TINY, "--iters", "5", "--out", str(out)]) == 1
+    assert "another run is writing into" in capsys.readouterr().err
+    assert main([*TINY, "--iters", "5", "--out", str(out), "--overwrite"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == [".xpnet-running"]
+
+    # a marker left by a killed run (its process is gone) is taken over when resuming
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (out / ".xpnet-running").unlink()
+    assert main([*TINY, "--iters", "5", "--out", str(out), "--no-plot"]) == 0
+    (out / ".xpnet-running").write_text(dead + "\n")
+    assert main(["--resume", str(out), "--iters", "8", "--no-progress"]) == 0
+    assert not (out / ".xpnet-running").exists()  # released at the end

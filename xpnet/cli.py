@@ -235,17 +235,70 @@ def _check_resume(given: dict, saved: dict) -> None:
 
 
 def run(args) -> int:
-    created: list[
-        Path
-    ] = []  # folders this run made: removed again if it fails while they are empty
+    # folders this run made (removed again if it fails while they are empty), and its claim on --out
+    created: list[Path] = []
+    claims: list[Path] = []
     try:
-        return _run(args, created)
+        return _run(args, created, claims)
     except BaseException:
+        _release(claims)
         _remove_if_empty(created)
         raise
+    finally:
+        _release(claims)
 
 
-def _run(args, created: list[Path]) -> int:
+RUNNING = ".xpnet-running"  # in an output folder while a run writes into it (holds the pid)
+
+
+def _claim(out: Path, claims: list[Path]) -> None:
+    """Mark `out` as in use, atomically, so two runs never write into one folder."""
+    marker = out / RUNNING
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _alive(marker):
+                raise XpnetError(
+                    f"another run (process {marker.read_text().strip()}) is writing into {out}; "
+                    f"wait for it, or choose another --out"
+                ) from None
+            with contextlib.suppress(OSError):  # left by a run that was killed: take over
+                marker.unlink()
+            continue
+        except OSError as exc:
+            raise XpnetError(
+                f"cannot write into {out}: {_reason(exc)}; choose another --out"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        claims.append(marker)
+        return
+
+
+def _alive(marker: Path) -> bool:
+    try:
+        pid = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _release(claims: list[Path]) -> None:
+    while claims:
+        with contextlib.suppress(OSError):
+            claims.pop().unlink()
+
+
+def _run(args, created: list[Path], claims: list[Path]) -> int:
     given = _config_from_args(args)
     progress = False if args.no_progress else None
     ckpt = None
@@ -283,6 +336,7 @@ def _run(args, created: list[Path]) -> int:
     if out is not None:
         resuming_here = resume is not None and _same_folder(out, resume.parent)
         prepare_output_folder(out, created, reuse=resuming_here, overwrite=args.overwrite)
+        _claim(out, claims)
     dataset = _load_data(config, progress)
     if dataset.notice:
         print(f"notice: {dataset.notice}", file=sys.stderr)
@@ -292,6 +346,7 @@ def _run(args, created: list[Path]) -> int:
             created.append(runs)
         out = new_run_dir(runs, dataset.name)
         created.append(out)
+        _claim(out, claims)
     trainer = Trainer(
         config, dataset, out, progress=progress, backend=be, tensorboard=args.tensorboard
     )
@@ -390,6 +445,10 @@ def prepare_output_folder(
     if out.is_dir() and not reuse:
         try:
             entries = sorted(p.name for p in out.iterdir())
+            if RUNNING in entries and _alive(out / RUNNING):
+                raise XpnetError(
+                    f"another run is writing into {out}; wait for it, or choose another --out"
+                )
         except OSError as exc:
             raise XpnetError(f"cannot read the output folder {out}: {_reason(exc)}") from None
         if entries and not overwrite:
