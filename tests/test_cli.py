@@ -381,6 +381,8 @@ def test_tensorboard_logs_every_metrics_line(tmp_path, capsys):
 
     from tensorboardX.proto import event_pb2
 
+    from xpnet.train import TENSORBOARD_TAGS
+
     out = tmp_path / "r"
     assert (
         main([*TINY, "--iters", "30", "--log-every", "10", "--out", str(out), "--tensorboard"]) == 0
@@ -397,9 +399,9 @@ def test_tensorboard_logs_every_metrics_line(tmp_path, capsys):
         for value in event.summary.value:
             scalars.setdefault(value.tag, {})[event.step] = value.simple_value
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
-    assert set(scalars) == {"loss", "train_acc", "test_acc"}
-    for key in scalars:
-        assert scalars[key] == pytest.approx({r["iteration"]: r[key] for r in records}, rel=1e-6)
+    assert set(scalars) == set(TENSORBOARD_TAGS)
+    for tag, key in TENSORBOARD_TAGS.items():
+        assert scalars[tag] == pytest.approx({r["iteration"]: r[key] for r in records}, rel=1e-6)
 
 
 def test_tensorboard_without_tensorboardx_names_the_extra(tmp_path, capsys, monkeypatch):

@@ -248,8 +248,10 @@ class Trainer:
         self._carried = (0.0, 0)  # (sum, count) of losses restored from a checkpoint
         self._perm = (None, None)  # (epoch, device permutation)
         self._saved_at = time.perf_counter()  # wall clock of the last checkpoint
-        # TensorBoard event files beside metrics.jsonl (which stays the record that is always written)
-        self.tensorboard = open_tensorboard(self.out) if tensorboard and self.out else None
+        # TensorBoard event files beside metrics.jsonl (which stays the record that is always
+        # written); opened when the run starts, so a resumed run knows where to continue
+        self._tensorboard = bool(tensorboard and self.out)
+        self.tensorboard = None
 
     # -- resuming -----------------------------------------------------------------------------
 
@@ -473,9 +475,10 @@ class Trainer:
         and writes nothing.
         """
         if self.finished:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
             return self.history[-1]
+        if self._tensorboard:
+            # a resumed run drops what an interrupted one logged past its checkpoint
+            self.tensorboard = open_tensorboard(self.out, purge_step=self.iteration or None)
         t0 = time.perf_counter()
         self._saved_at = t0
         total = self.total_iters
@@ -532,6 +535,7 @@ class Trainer:
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
+                self.tensorboard = None
         return record
 
     def _emit(self, record: dict, bar: Progress) -> None:
@@ -539,8 +543,8 @@ class Trainer:
         self._write_metrics()
         if self.tensorboard is not None:
             step = record["iteration"]
-            for key in ("loss", "train_acc", "test_acc"):
-                self.tensorboard.add_scalar(key, record[key], step)
+            for tag, key in TENSORBOARD_TAGS.items():
+                self.tensorboard.add_scalar(tag, record[key], step)
             self.tensorboard.flush()
 
     def _interrupt(self, signum: int, t0: float) -> Interrupted:
@@ -557,7 +561,11 @@ class Trainer:
         )
 
 
-def open_tensorboard(out: Path):
+#: TensorBoard tag -> metrics.jsonl key (the accuracies share one section)
+TENSORBOARD_TAGS = {"loss": "loss", "accuracy/train": "train_acc", "accuracy/test": "test_acc"}
+
+
+def open_tensorboard(out: Path, purge_step: int | None = None):
     """A tensorboardX SummaryWriter logging into `out` (`tensorboard --logdir runs` shows all runs)."""
     try:
         from tensorboardX import SummaryWriter
@@ -565,7 +573,7 @@ def open_tensorboard(out: Path):
         raise ConfigError(
             "--tensorboard needs tensorboardX: pip install 'xpnet[tensorboard]' (or tensorboardX)"
         ) from None
-    return SummaryWriter(logdir=str(out))
+    return SummaryWriter(logdir=str(out), purge_step=purge_step)
 
 
 def new_run_dir(root="runs", tag: str = "") -> Path:
