@@ -4,6 +4,11 @@ Defaults are the slides' experiment: a 784-50-10 ReLU net, weights N(0, 0.01²),
 batch 100, 10,000 iterations on MNIST. Errors a user can cause print one line (exit 2 for usage
 errors, 1 for runtime failures, 130/143 after Ctrl-C/SIGTERM with a checkpoint); --debug shows
 the traceback.
+
+A run's folder is its own: --out must be new or empty (or the run being resumed, or --overwrite),
+and a run marks it in use while it writes. A failing run removes the folders it made while they are
+still empty. When standard output goes away (`| head`) or fills (`> /dev/full`), the run stops
+printing, says so once on stderr, and goes on training and saving: its files are the record.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import weakref
 
 from tqdm import tqdm
 
@@ -77,7 +78,8 @@ def _isatty(stream) -> bool:
         return False
 
 
-_muted: set[int] = set()
+# streams that failed (weakly held: an id could be reused by a later, healthy stream)
+_muted: weakref.WeakSet = weakref.WeakSet()
 
 
 def safe_print(line: str, stream=None) -> bool:
@@ -88,7 +90,7 @@ def safe_print(line: str, stream=None) -> bool:
     Returns False when the line was dropped.
     """
     stream = stream if stream is not None else sys.stdout
-    if id(stream) in _muted:
+    if _is_muted(stream):
         return False
     try:
         print(line, file=stream, flush=True)
@@ -107,13 +109,21 @@ def safe_print(line: str, stream=None) -> bool:
         return False
 
 
+def _is_muted(stream) -> bool:
+    try:
+        return stream in _muted
+    except TypeError:
+        return False
+
+
 def mute(stream) -> None:
     """Send all further output of `stream` (stdout or stderr) to os.devnull.
 
     Python flushes sys.stdout at exit; with a broken pipe that flush would print another error, so
     the file descriptor itself is pointed at os.devnull (what the Python docs advise for SIGPIPE).
     """
-    _muted.add(id(stream))
+    with contextlib.suppress(TypeError):  # a stream that takes no weak reference
+        _muted.add(stream)
     with contextlib.suppress(AttributeError, ValueError, OSError):
         fd = stream.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)

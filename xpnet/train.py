@@ -191,6 +191,7 @@ class Trainer:
     `dataset` is an `xpnet.datasets.Dataset` (or anything with its fields) on the host; it is
     moved to `backend` (default: resolved from the config) once. `verbose=False` prints nothing;
     `progress=None` draws a progress bar only on a terminal. With `out=None` nothing is written.
+    `tensorboard=True` also logs each metrics line for TensorBoard into `out` (needs tensorboardX).
     """
 
     def __init__(
