@@ -478,3 +478,45 @@ def test_two_runs_never_write_into_one_folder(tmp_path, capsys):
     (out / ".xpnet-running").write_text(dead + "\n")
     assert main(["--resume", str(out), "--iters", "8", "--no-progress"]) == 0
     assert not (out / ".xpnet-running").exists()  # released at the end
+
+
+def test_checkpoint_of_an_older_xpnet_saying_auto_resumes_on_the_dataset_used(
+    tmp_path, monkeypatch, capsys
+):
+    import xpnet.train as train_module
+
+    real = train_module.save_checkpoint
+
+    def as_before(path, net, optimizer, *, iteration, config, extra):
+        # before issue 11 the config said "auto"; only extra["dataset"] named the digits
+        return real(
+            path,
+            net,
+            optimizer,
+            iteration=iteration,
+            config={**config, "dataset": "auto"},
+            extra=extra,
+        )
+
+    with monkeypatch.context() as m:
+        _digits_as_auto(m)
+        m.setattr(train_module, "save_checkpoint", as_before)
+        assert (
+            main(
+                [
+                    "--iters",
+                    "10",
+                    "--no-progress",
+                    "--no-plot",
+                    "--hidden",
+                    "16",
+                    "--out",
+                    str(tmp_path / "r"),
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    assert main(["--resume", ckpt, "--iters", "15", "--dataset", "digits", "--no-progress"]) == 0
+    assert "dataset: digits" in capsys.readouterr().out
