@@ -26,6 +26,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_cnn
-import numpy as np
+try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
+    import bench_cnn
+    import numpy as np
 
-import xpnet
-from xpnet.backend import gpu_available, resolve, synchronize
-from xpnet.datasets import Dataset, DataUnavailable, load_dataset
-from xpnet.network import MultiLayerNet
-from xpnet.train import TrainConfig, Trainer
+    import xpnet
+    from xpnet.backend import gpu_available, resolve, synchronize
+    from xpnet.cli import positive_int, seed_int
+    from xpnet.datasets import Dataset, DataUnavailable, load_dataset
+    from xpnet.errors import ConfigError, XpnetError
+    from xpnet.fileio import atomic_write_text
+    from xpnet.network import MultiLayerNet
+    from xpnet.progress import safe_print
+    from xpnet.train import TrainConfig, Trainer
+except KeyboardInterrupt:
+    print("\ninterrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 
 @dataclass
@@ -245,8 +254,47 @@ def run_isolated(runner: str, cfg: Config, iters: int, args) -> dict:
                ["--data-dir", args.data_dir] if args.data_dir else [])  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"runner {runner} failed:\n{done.stderr.strip()}")
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise BenchError(f"runner {runner} failed: {lines[-1]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class BenchError(XpnetError):
+    """A runner failed in its own process."""
+
+
+def check_runners(runners: list[str]) -> None:
+    """Refuse, before any timing, a runner this machine cannot run (with what it needs)."""
+    have = set(available_runners())
+    for runner in runners:
+        if runner in have:
+            continue
+        kind = RUNNERS[runner][1]
+        if "torch" in runner and not _importable("torch"):
+            need = "PyTorch, which is not installed (pip install torch)"
+        elif kind == "cuda":
+            need = "a CUDA GPU with " + ("PyTorch" if "torch" in runner else "CuPy") + ", not found"
+        else:
+            need = "something this machine lacks"
+        raise ConfigError(f"--runners {runner}: needs {need}")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an unwritable --json path before minutes of benchmarking."""
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"--json {path} is a folder; name a file")
+    if not folder.is_dir():
+        raise ConfigError(f"--json {path}: the folder {folder} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"--json {path}: not writable; choose another path")
+    try:  # root passes os.access everywhere, so try a file beside it
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--json {path}: cannot write in {folder} ({exc.strerror or exc})"
+        ) from None
 
 
 def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
@@ -354,12 +402,18 @@ def main(argv=None) -> int:
     )
     p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS))
     p.add_argument(
-        "--iters", type=int, default=None, help="override the iteration count of every runner"
+        "--iters",
+        type=positive_int,
+        default=None,
+        help="override the iteration count of every runner",
     )
     p.add_argument(
-        "--repeat", type=int, default=1, help="runs per runner, interleaved; the median is reported"
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="runs per runner, interleaved; the median is reported",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--data-dir",
         default=None,
@@ -373,21 +427,49 @@ def main(argv=None) -> int:
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--worker", choices=tuple(RUNNERS), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = p.parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing more was written", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        p.print_usage(sys.stderr)
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (XpnetError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        print("error: out of memory; try --quick or fewer iterations", file=sys.stderr)
+        return 1
 
+
+def _main(args) -> int:
     if args.worker:  # one run, in this process: print its result as a JSON line
         cfg = CONFIGS[args.configs[0]]
         data, _ = load_data(args.data_dir, args.quick)
         print(json.dumps(worker(args.worker, cfg, args.iters, args.seed, data)))
         return 0
 
+    if args.json:
+        check_writable(Path(args.json))
+    if args.runners:
+        check_runners(args.runners)
     t_load = time.perf_counter()
     data, source = load_data(args.data_dir, args.quick)
     load_seconds = time.perf_counter() - t_load
     del data
     meta = {"device": describe_machine(), "data": source, "seed": args.seed, "repeat": args.repeat,
             "load_seconds": load_seconds, "xpnet": xpnet.__version__, "numpy": np.__version__}  # fmt: skip
-    print(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s)")
+    say(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s)")
 
     runners = args.runners or available_runners(include_slides=not args.no_slides)
     rows = []
@@ -396,14 +478,19 @@ def main(argv=None) -> int:
         iters = dict(cfg.iters)
         if args.quick:
             iters = {k: QUICK_ITERS[name] for k in iters}
-        if args.iters:
+        if args.iters is not None:
             iters = {k: args.iters for k in iters}
-        rows += measure(cfg, iters, runners, args, print)
-    print()
-    print(markdown(rows, meta))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        rows += measure(cfg, iters, runners, args, say)
+    say("")
+    say(markdown(rows, meta))
+    if args.json:  # atomically: an interrupted write leaves the previous file, never half of one
+        atomic_write_text(args.json, json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
+
+
+def say(line: str) -> None:
+    """Print to stdout; a closed pipe (bench.py | head) stops the printing, not the benchmark."""
+    safe_print(line)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,67 @@ def test_bench_quick_runs_every_runner(tmp_path):
         if r["config"] == "slides" and r["runner"] != "slides' NumPy code"
     ]
     assert max(same) - min(same) < 0.02
+
+
+def _bench(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args],
+        capture_output=True, text=True, timeout=120, check=False, cwd=cwd,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--repeat", "0"], "argument --repeat: must be a positive integer, got '0'"),
+        (["--iters", "-5"], "argument --iters: must be a positive integer, got '-5'"),
+        (["--iters", "0"], "argument --iters: must be a positive integer, got '0'"),
+        (["--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+        (["--json", "/nonexistent-folder/b.json"], "the folder /nonexistent-folder does not exist"),
+        (["--json", "/proc/b.json"], "--json /proc/b.json: cannot write in /proc"),
+        (["--json", "/"], "--json / is a folder"),
+        (["--data-dir", "/nonexistent-folder"], "--data-dir /nonexistent-folder does not exist"),
+    ],
+)
+def test_bench_bad_input_is_one_line_before_any_timing(args, message, tmp_path):
+    result = _bench("--quick", "--runners", "xpnet-numpy", *args, cwd=tmp_path)
+    assert result.returncode in (1, 2), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "| config |" not in result.stdout
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_runner_without_its_library_or_gpu_is_refused(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from xpnet.errors import ConfigError
+
+    monkeypatch.setattr(bench, "_importable", lambda name: name != "torch")
+    with pytest.raises(
+        ConfigError,
+        match=r"--runners torch-cpu: needs PyTorch, which is not installed \(pip install torch\)",
+    ):
+        bench.check_runners(["xpnet-numpy", "torch-cpu"])
+    monkeypatch.setattr(bench, "_importable", lambda name: True)
+    monkeypatch.setattr(bench, "gpu_available", lambda name: False)
+    with pytest.raises(ConfigError, match="--runners xpnet-cupy: needs a CUDA GPU with CuPy"):
+        bench.check_runners(["xpnet-cupy"])
+
+
+def test_bench_failing_runner_is_one_line(monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+    def crash(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, "", "Traceback ...\nValueError: boom\n")
+
+    monkeypatch.setattr(bench.subprocess, "run", crash)
+    assert bench.main(["--quick", "--configs", "large", "--runners", "xpnet-numpy"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: runner xpnet-numpy failed: ValueError: boom"

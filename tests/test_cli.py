@@ -1,5 +1,6 @@
 """scripts/train.py as a user runs it: outputs, fallbacks, typos, bad values, signals, resume."""
 
+import itertools
 import json
 import os
 import signal
@@ -163,7 +164,10 @@ def test_resume_rejects_changed_model_options(tmp_path, capsys):
         main(["--resume", str(tmp_path / "r" / "checkpoint.npz"), "--hidden", "64", "--lr", "0.05"])
         == 2
     )
-    assert "--hidden, --lr: not what the checkpoint's run used" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # both values, so the user sees what to drop
+    assert "--hidden 64 (the run used 32), --lr 0.05 (the run used 0.5)" in err
+    assert "a resumed run keeps its settings" in err
 
 
 def test_nan_loss_exits_1_with_advice(tmp_path, capsys):
@@ -173,7 +177,9 @@ def test_nan_loss_exits_1_with_advice(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "the loss became nan between iterations 0 and 10" in err
-    assert "Try a smaller learning rate" in err and "Traceback" not in err and "warning" not in err
+    # advice that works: --resume keeps the learning rate, so a new run
+    assert "Start a new run with a smaller learning rate, e.g. --lr 1e+19" in err
+    assert "Traceback" not in err and "warning" not in err
 
 
 def _weights(path):
@@ -218,3 +224,299 @@ def test_signal_writes_checkpoint_and_resume_is_bit_identical(sig, tmp_path):
         json.loads(s) for s in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()
     ][-1]
     assert final["test_acc"] == reference["test_acc"] and final["iteration"] == 3000
+
+
+# -- issue 11: the command line's remaining traps -------------------------------------------------
+
+
+def _digits_as_auto(monkeypatch):
+    """`--dataset auto` as it behaves offline with no MNIST: the digits, named "digits"."""
+    from xpnet import cli
+    from xpnet.datasets import load_dataset
+
+    def fallback(config, progress):
+        assert config.dataset == "auto"
+        return load_dataset("digits", progress=False)
+
+    monkeypatch.setattr(cli, "_load_data", fallback)
+
+
+def test_checkpoint_records_the_dataset_used_and_resumes_on_it(tmp_path, monkeypatch, capsys):
+    with monkeypatch.context() as m:
+        _digits_as_auto(m)
+        args = ["--iters", "20", "--no-progress", "--no-plot", "--hidden", "16"]
+        assert main([*args, "--out", str(tmp_path / "r")]) == 0
+    from xpnet.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.npz").config["dataset"] == "digits"
+    capsys.readouterr()
+    # MNIST may be available now: the resume still loads the digits, and naming them is no change
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    assert main(["--resume", ckpt, "--iters", "30", "--dataset", "digits", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset: digits" in out and "final    30 / 30" in out
+
+
+def test_resume_compares_init_by_value(tmp_path, capsys):
+    base = ["--dataset", "digits", "--iters", "10", "--no-progress", "--no-plot", "--hidden", "16"]
+    assert main([*base, "--out", str(tmp_path / "r")]) == 0  # the default init, the number 0.01
+    capsys.readouterr()
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    assert main(["--resume", ckpt, "--iters", "15", "--init", "0.01", "--no-progress"]) == 0
+    assert main(["--resume", ckpt, "--iters", "20", "--init", "1e-2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["--resume", ckpt, "--iters", "25", "--init", "he"]) == 2
+    assert "--init he (the run used 0.01)" in capsys.readouterr().err
+
+
+def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*TINY, "--iters", "5", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "curves.png" in before
+    capsys.readouterr()
+    assert main([*TINY, "--iters", "7", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} already holds files" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+
+    assert main([*TINY, "--iters", "7", "--out", str(out), "--overwrite", "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    assert not (out / "curves.png").exists()  # the old run's curves are gone, not listed
+    assert f"wrote {out}/{{metrics.jsonl, model.npz, checkpoint.npz}}" in printed
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["iteration"] == 7
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*TINY, "--iters", "3", "--out", str(empty), "--no-plot"]) == 0
+
+
+def test_negative_seed_is_a_usage_error_in_the_cli_and_the_api(capsys):
+    assert main([*TINY, "--seed", "-1"]) == 2
+    assert "argument --seed: must be an integer >= 0, got '-1'" in capsys.readouterr().err
+    from xpnet.errors import ConfigError
+    from xpnet.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
+        TrainConfig(seed=-1).validate()
+
+
+def test_out_of_memory_is_one_line_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, "--hidden", "1000000000"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+    assert main([*TINY, "--hidden", "1000000000", "--out", str(tmp_path / "a" / "b")]) == 1
+    assert not (tmp_path / "a").exists()
+
+
+def test_failures_leave_no_empty_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # fails after the folder was made: a diverging init, and a bad --resume folder
+    assert main([*TINY, "--init", "1e300"]) == 1
+    err = capsys.readouterr().err
+    # the init is to blame, not the learning rate
+    assert "before the first update" in err and "--init" in err and "--lr" not in err
+    assert "warning" not in err
+    assert not (tmp_path / "runs").exists()
+    assert main([*TINY, "--init", "1e300", "--out", str(tmp_path / "x" / "y")]) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_accepts_a_run_folder(tmp_path, capsys):
+    assert main([*TINY, "--iters", "5", "--out", str(tmp_path / "r"), "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["--resume", str(tmp_path / "r"), "--iters", "8", "--no-progress"]) == 0
+    assert "final     8 / 8" in capsys.readouterr().out
+    (tmp_path / "nothing").mkdir()
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "holds no checkpoint.npz" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*TINY, "--iters", "10", "--out", str(out), "--no-plot"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["--resume", str(out / "checkpoint.npz"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "already finished at iteration 10" in printed and "done:" not in printed
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    # asked for more, it continues with one final line only, and honest times
+    assert main(["--resume", str(out / "checkpoint.npz"), "--iters", "20", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "s in this session;" in printed and "s of training in all sessions" in printed
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r.get("final")] == [20]
+    assert all(b["seconds"] >= a["seconds"] for a, b in itertools.pairwise(records))
+
+
+def test_a_failing_write_is_reported_not_masked_by_the_plot(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xpnet import cli, fileio
+
+    real_replace = fileio.os.replace
+
+    def read_only(src, dst):
+        if str(dst).endswith("checkpoint.npz"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", read_only)
+    plotted = []
+    monkeypatch.setattr(cli, "_plot", lambda *a: plotted.append(1) or 1 / 0)
+    assert main([*TINY, "--log-every", "5", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.npz: permission denied; make the folder writable" in err
+    assert "free some space" not in err and plotted == [1]
+
+
+def test_tensorboard_logs_every_metrics_line(tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    from xpnet.train import TENSORBOARD_TAGS
+
+    out = tmp_path / "r"
+    assert (
+        main([*TINY, "--iters", "30", "--log-every", "10", "--out", str(out), "--tensorboard"]) == 0
+    )
+    assert "events.out.tfevents.*" in capsys.readouterr().out
+    (events,) = out.glob("events.out.tfevents.*")
+    scalars: dict[str, dict[int, float]] = {}
+    data = events.read_bytes()
+    pos = 0
+    while pos < len(data):  # TFRecord: length, crc, event proto, crc
+        (length,) = struct.unpack("<Q", data[pos : pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+        pos += 12 + length + 4
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert set(scalars) == set(TENSORBOARD_TAGS)
+    for tag, key in TENSORBOARD_TAGS.items():
+        assert scalars[tag] == pytest.approx({r["iteration"]: r[key] for r in records}, rel=1e-6)
+
+
+def test_tensorboard_without_tensorboardx_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, "--tensorboard"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'xpnet[tensorboard]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_closed_stdout_stops_printing_not_the_run(tmp_path):
+    """`train.py | head -3`: the reader goes away, the run still finishes and saves."""
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *TINY, "--iters", "200", "--log-every", "5", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    head = [proc.stdout.readline() for _ in range(3)]
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert head[0].startswith(b"backend:")
+    assert "stopped printing to standard output" in stderr and "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["final"] and (out / "model.npz").exists()
+
+
+def test_full_stdout_device_stops_printing_not_the_run(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    out = tmp_path / "r"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *TINY, "--iters", "20", "--out", str(out)],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "model.npz").exists()
+
+
+def test_ctrl_c_at_startup_shows_no_traceback(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *TINY], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(0.15)  # while Python imports NumPy and xpnet
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    # 130 from our handler; -SIGINT only if it landed before Python's own handler was installed
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_two_runs_never_write_into_one_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    # a run in progress (this very process stands in for it) holds the folder
+    (out / ".xpnet-running").write_text(f"{os.getpid()}\n")
+    assert main([*TINY, "--iters", "5", "--out", str(out)]) == 1
+    assert "another run is writing into" in capsys.readouterr().err
+    assert main([*TINY, "--iters", "5", "--out", str(out), "--overwrite"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == [".xpnet-running"]
+
+    # a marker left by a killed run (its process is gone) is taken over when resuming
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (out / ".xpnet-running").unlink()
+    assert main([*TINY, "--iters", "5", "--out", str(out), "--no-plot"]) == 0
+    (out / ".xpnet-running").write_text(dead + "\n")
+    assert main(["--resume", str(out), "--iters", "8", "--no-progress"]) == 0
+    assert not (out / ".xpnet-running").exists()  # released at the end
+
+
+def test_checkpoint_of_an_older_xpnet_saying_auto_resumes_on_the_dataset_used(
+    tmp_path, monkeypatch, capsys
+):
+    import xpnet.train as train_module
+
+    real = train_module.save_checkpoint
+
+    def as_before(path, net, optimizer, *, iteration, config, extra):
+        # before issue 11 the config said "auto"; only extra["dataset"] named the digits
+        return real(
+            path,
+            net,
+            optimizer,
+            iteration=iteration,
+            config={**config, "dataset": "auto"},
+            extra=extra,
+        )
+
+    with monkeypatch.context() as m:
+        _digits_as_auto(m)
+        m.setattr(train_module, "save_checkpoint", as_before)
+        assert (
+            main(
+                [
+                    "--iters",
+                    "10",
+                    "--no-progress",
+                    "--no-plot",
+                    "--hidden",
+                    "16",
+                    "--out",
+                    str(tmp_path / "r"),
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    assert main(["--resume", ckpt, "--iters", "15", "--dataset", "digits", "--no-progress"]) == 0
+    assert "dataset: digits" in capsys.readouterr().out

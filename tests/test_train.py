@@ -159,7 +159,7 @@ def test_nan_loss_stops_with_advice_and_keeps_last_finite_checkpoint(tmp_path):
     trainer.optimizer = Poison(trainer.optimizer)
     with pytest.raises(
         TrainingDiverged,
-        match=r"between iterations 30 and 60 .*iteration 30\)\. Try a smaller learning rate, e\.g\. --lr 0\.01",
+        match=r"between iterations 30 and 60 .*iteration 30\)\. Start a new run with a smaller learning rate, e\.g\. --lr 0\.01",
     ):
         trainer.run()
     ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
@@ -261,3 +261,120 @@ def test_default_learning_rate_follows_the_optimizer():
     assert TrainConfig(optimizer="adam").lr == 0.001
     assert TrainConfig(optimizer="momentum").lr == 0.01
     assert TrainConfig(optimizer="adam", lr=0.05).lr == 0.05
+
+
+def test_log_interval_stays_sensible_for_huge_runs(monkeypatch, tmp_path):
+    """`--epochs 1e9` must not mean hours without a log line or a checkpoint."""
+    import xpnet.train as train_module
+
+    huge = Trainer(config(log_every=None, epochs=1e9), blobs(), None, verbose=False)
+    assert huge.total_iters == 30 * 10**9
+    assert huge.log_every == train_module.MAX_LOG_INTERVAL
+    # a short run keeps one line per epoch (every few on small datasets), as before
+    assert Trainer(config(log_every=None, iters=90), blobs(), None).log_every == 30
+
+    monkeypatch.setattr(train_module, "MAX_LOG_INTERVAL", 40)
+    trainer = Trainer(config(log_every=None, epochs=1e9), blobs(), tmp_path, verbose=False)
+    assert trainer.log_every == 40
+    monkeypatch.setattr(trainer, "total_iters", 100)
+    trainer.run()
+    assert [r["iteration"] for r in trainer.history] == [0, 40, 80, 100]
+
+
+def test_checkpoint_at_least_every_few_minutes(monkeypatch, tmp_path):
+    import xpnet.train as train_module
+
+    monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(train_module, "_CHUNK", 25)
+    trainer = Trainer(config(log_every=1000, iters=100), blobs(), tmp_path, verbose=False)
+    saved = []
+    real_save = trainer.save
+    monkeypatch.setattr(
+        trainer, "save", lambda path, t0: saved.append(trainer.iteration) or real_save(path, t0)
+    )
+    trainer.run()
+    # every chunk past the time limit writes one, then the final checkpoint and model
+    assert saved == [25, 50, 75, 100, 100]
+    assert [r["iteration"] for r in trainer.history] == [0, 100]  # the log lines do not move
+
+
+def test_resumed_finished_run_returns_its_record_and_writes_nothing(tmp_path):
+    trainer = Trainer(config(iters=30), blobs(), tmp_path, verbose=False)
+    record = trainer.run()
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    again = Trainer.resume(tmp_path / "checkpoint.npz", blobs(), verbose=False)
+    assert again.finished and again.run() == record
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    more = Trainer.resume(
+        tmp_path / "checkpoint.npz", blobs(), overrides={"iters": 60}, verbose=False
+    )
+    more.run()
+    assert [r["iteration"] for r in more.history if r.get("final")] == [60]
+
+
+def test_initial_overflow_blames_the_init_not_the_learning_rate(tmp_path):
+    with pytest.raises(
+        TrainingDiverged, match=r"before the first update.*init 1e\+300.*smaller --init"
+    ):
+        Trainer(config(init=1e300), blobs(), tmp_path, verbose=False).run()
+
+
+# -- the progress bar (tqdm) ----------------------------------------------------------------------
+
+
+def test_progress_draws_only_where_asked_and_writes_above_the_bar():
+    import io
+
+    from xpnet.progress import Progress
+
+    log, out = io.StringIO(), io.StringIO()
+    with Progress(50, "train", stream=log) as bar:  # not a terminal: no bar, lines only
+        bar.update(10)
+        bar.write("iter 10", stream=out)
+    assert log.getvalue() == "" and out.getvalue() == "iter 10\n"
+
+    term = io.StringIO()
+    with Progress(50, "train", stream=term, enabled=True) as bar:
+        bar.set(20)
+        bar.update(30)
+        bar.write("final 50", stream=term)
+    drawn = term.getvalue()
+    assert "train" in drawn and "50/50" in drawn and "100%" in drawn and "final 50\n" in drawn
+    assert bar.n == 50 and bar.total == 50
+
+
+def test_progress_counts_downloaded_bytes():
+    import io
+
+    from xpnet.progress import Progress
+
+    term = io.StringIO()
+    with Progress(3 * 2**20, "mnist.gz", unit="B", stream=term, enabled=True) as bar:
+        for _ in range(3):
+            bar.update(2**20)
+    assert "3.00M/3.00M" in term.getvalue() and "B" in term.getvalue()
+
+
+def test_safe_print_stops_on_a_broken_stream(capsys):
+    from xpnet.progress import safe_print
+
+    class Broken:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    broken = Broken()
+    assert safe_print("one", broken) is False
+    assert safe_print("two", broken) is False  # muted: no second warning
+    err = capsys.readouterr().err
+    assert err.count("stopped printing to standard output (the reader went away)") == 1
+
+
+def test_initial_overflow_of_the_weight_decay_blames_the_weight_decay(tmp_path):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"before the first update.*weight decay 1e\+308.*smaller --weight-decay",
+    ):
+        Trainer(config(weight_decay=1e308), blobs(), tmp_path, verbose=False).run()

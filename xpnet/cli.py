@@ -4,11 +4,17 @@ Defaults are the slides' experiment: a 784-50-10 ReLU net, weights N(0, 0.01²),
 batch 100, 10,000 iterations on MNIST. Errors a user can cause print one line (exit 2 for usage
 errors, 1 for runtime failures, 130/143 after Ctrl-C/SIGTERM with a checkpoint); --debug shows
 the traceback.
+
+A run's folder is its own: --out must be new or empty (or the run being resumed, or --overwrite),
+and a run marks it in use while it writes. A failing run removes the folders it made while they are
+still empty. When standard output goes away (`| head`) or fills (`> /dev/full`), the run stops
+printing, says so once on stderr, and goes on training and saving: its files are the record.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -20,6 +26,7 @@ from .backend import BACKENDS, DEVICES, DTYPES
 from .datasets import DATASETS
 from .errors import ConfigError, XpnetError
 from .layers import ACTIVATIONS
+from .progress import mute, safe_print
 from .train import MODELS, Interrupted, TrainConfig, Trainer, new_run_dir
 
 DATASET_CHOICES = ("auto", *DATASETS)
@@ -51,6 +58,19 @@ positive_int = _argument(int, lambda v: v > 0, "a positive integer")
 positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a positive number")
 non_negative_float = _argument(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 fraction = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+seed_int = _argument(int, lambda v: 0 <= v < 2**63, "an integer >= 0")
+
+
+def init_value(text: str):
+    """--init: a number (compared by value on --resume, so "0.01" equals 0.01) or a name."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# what the run writes into its folder; --overwrite removes them first, so nothing stale remains
+OUTPUT_FILES = ("metrics.jsonl", "model.npz", "checkpoint.npz", "curves.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "100 for simple-cnn, 50 for deep-cnn)")  # fmt: skip
     g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
                    help=f"hidden activation (default: {d.activation})")  # fmt: skip
-    g.add_argument("--init", default=None, metavar="STD|NAME",
+    g.add_argument("--init", type=init_value, default=None, metavar="STD|NAME",
                    help="initial weight std (a number) or xavier, lecun, glorot, he (default: 0.01)")  # fmt: skip
 
     g = p.add_argument_group("training")
@@ -139,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=None,
         metavar="S",
         help="seed for initial weights and sample order (default: 0)",
@@ -149,13 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("output and checkpoints")
     g.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default: a new folder under runs/; with --resume, the checkpoint's folder)")  # fmt: skip
+                   help="output folder, new or empty (default: a new folder under runs/; with --resume, "
+                   "the checkpoint's folder)")  # fmt: skip
+    g.add_argument("--overwrite", action="store_true",
+                   help="let --out name a folder that holds another run, replacing its outputs")  # fmt: skip
     g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="also write checkpoint.npz every N iterations (default: at every log line)")  # fmt: skip
     g.add_argument("--resume", metavar="CHECKPOINT", default=None,
-                   help="continue the run saved in CHECKPOINT (e.g. runs/X/checkpoint.npz)")  # fmt: skip
+                   help="continue the run saved in CHECKPOINT (runs/X/checkpoint.npz, or the folder runs/X)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
     g.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also log loss and accuracies for TensorBoard into the output folder "
+                   "(`tensorboard --logdir runs`); needs pip install 'xpnet[tensorboard]'")  # fmt: skip
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
@@ -184,78 +210,228 @@ def _load_data(config: TrainConfig, progress):
     return load_dataset(config.dataset, config.data_dir, progress=progress)
 
 
+def _resume_path(text: str) -> Path:
+    """--resume names a checkpoint file, or a run folder holding checkpoint.npz."""
+    path = Path(text)
+    if path.is_dir():
+        if (path / "checkpoint.npz").is_file():
+            return path / "checkpoint.npz"
+        raise ConfigError(
+            f"--resume {text}: the folder holds no checkpoint.npz; name a run's checkpoint"
+        )
+    return path
+
+
+def _same(option: str, given, saved) -> bool:
+    if option == "init":  # "0.01", 0.01 and 1e-2 are one std; names ignore case
+        from .initializers import parse_init
+
+        try:
+            return parse_init(given) == parse_init(saved)
+        except ConfigError:
+            return False
+    return given == saved
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _check_resume(given: dict, saved: dict) -> None:
+    changed = [k for k in _FIXED_ON_RESUME if k in given and not _same(k, given[k], saved.get(k))]
+    if changed:
+        diffs = ", ".join(
+            f"--{k.replace('_', '-')} {_show(given[k])} (the run used {_show(saved.get(k))})"
+            for k in changed
+        )
+        raise ConfigError(
+            f"{diffs}: a resumed run keeps its settings; drop them to resume, or start a new run"
+        )
+
+
 def run(args) -> int:
+    # folders this run made (removed again if it fails while they are empty), and its claim on --out
+    created: list[Path] = []
+    claims: list[Path] = []
+    try:
+        return _run(args, created, claims)
+    except BaseException:
+        _release(claims)
+        _remove_if_empty(created)
+        raise
+    finally:
+        _release(claims)
+
+
+RUNNING = ".xpnet-running"  # in an output folder while a run writes into it (holds the pid)
+
+
+def _claim(out: Path, claims: list[Path]) -> None:
+    """Mark `out` as in use, atomically, so two runs never write into one folder."""
+    marker = out / RUNNING
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _alive(marker):
+                raise XpnetError(
+                    f"another run (process {marker.read_text().strip()}) is writing into {out}; "
+                    f"wait for it, or choose another --out"
+                ) from None
+            with contextlib.suppress(OSError):  # left by a run that was killed: take over
+                marker.unlink()
+            continue
+        except OSError as exc:
+            raise XpnetError(
+                f"cannot write into {out}: {_reason(exc)}; choose another --out"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        claims.append(marker)
+        return
+
+
+def _alive(marker: Path) -> bool:
+    try:
+        pid = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _release(claims: list[Path]) -> None:
+    while claims:
+        with contextlib.suppress(OSError):
+            claims.pop().unlink()
+
+
+def _run(args, created: list[Path], claims: list[Path]) -> int:
     given = _config_from_args(args)
     progress = False if args.no_progress else None
     ckpt = None
-    if args.resume:
+    resume = _resume_path(args.resume) if args.resume else None
+    if resume is not None:
         from .checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(args.resume)
-        saved = ckpt.config
-        changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != saved.get(k)]
-        if changed:
-            opts = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise ConfigError(
-                f"{opts}: not what the checkpoint's run used; drop them to resume, or start a new run"
-            )
+        ckpt = load_checkpoint(resume)
+        saved = dict(ckpt.config)
+        # the dataset actually used: checkpoints from before it was recorded say "auto"
+        used = ckpt.extra.get("dataset", {}).get("name") if isinstance(ckpt.extra, dict) else None
+        if saved.get("dataset") == "auto" and used in DATASETS:
+            saved["dataset"] = used
+        _check_resume(given, saved)
         if "epochs" in given or "iters" in given:
             given.setdefault("epochs", None)
         config = TrainConfig(**{**saved, **given})
     else:
         config = TrainConfig(**given)
     config.validate()
+    if args.tensorboard:  # fail before any work, naming the extra to install
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise XpnetError(
+                "--tensorboard needs tensorboardX: pip install 'xpnet[tensorboard]'"
+            ) from None
 
     t_start = time.perf_counter()
     from .backend import resolve
 
     be = resolve(config.device, config.backend)
     # before the data is loaded, so a bad --out costs no time
-    out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume else None)
+    out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
     if out is not None:
-        prepare_output_folder(out)
+        resuming_here = resume is not None and _same_folder(out, resume.parent)
+        prepare_output_folder(out, created, reuse=resuming_here, overwrite=args.overwrite)
+        _claim(out, claims)
     dataset = _load_data(config, progress)
     if dataset.notice:
         print(f"notice: {dataset.notice}", file=sys.stderr)
     if out is None:
-        out = new_run_dir("runs", dataset.name)
-    trainer = Trainer(config, dataset, out, progress=progress, backend=be)
+        runs = Path("runs")
+        if not runs.exists():
+            created.append(runs)
+        out = new_run_dir(runs, dataset.name)
+        created.append(out)
+        _claim(out, claims)
+    trainer = Trainer(
+        config, dataset, out, progress=progress, backend=be, tensorboard=args.tensorboard
+    )
     if ckpt is not None:
         trainer.restore(ckpt)
 
+    if trainer.finished:
+        last = trainer.history[-1]
+        say(
+            f"the run in {out} is already finished at iteration {trainer.iteration} "
+            f"(test accuracy {last['test_acc']:.4f}); nothing was trained or written. "
+            f"To train further, resume with a larger --iters or --epochs"
+        )
+        return 0
+
     n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
     path = "fused kernels" if trainer.fused is not None else "the layers"
-    print(f"backend: {be.name} on {be.device}, dtype {config.dtype}; steps through {path}")
-    print(
-        f"dataset: {dataset.name} from {dataset.source} ({n_train} train / {n_test} test samples)"
-    )
-    print(
+    say(f"backend: {be.name} on {be.device}, dtype {config.dtype}; steps through {path}")
+    say(f"dataset: {dataset.name} from {dataset.source} ({n_train} train / {n_test} test samples)")
+    say(
         f"model:   {config.describe_net(dataset.x_train[0].size, dataset.num_classes)}; "
         f"{config.optimizer} lr {config.lr}, batch {config.batch_size}, {trainer.total_iters} iterations "
         f"({trainer.total_iters / trainer.steps_per_epoch:.1f} epochs), seed {config.seed}"
     )
-    if args.resume:
-        print(f"resuming from {args.resume} at iteration {trainer.iteration}")
-    print(f"output:  {out}")
+    if resume is not None:
+        say(f"resuming from {resume} at iteration {trainer.iteration}")
+    say(f"output:  {out}")
 
+    plotted = False
     try:
         record = trainer.run()
-    finally:
+    except BaseException:
+        # the curves so far help explain a failure, but a failing plot must not hide the first error
         if not args.no_plot and trainer.history:
-            _plot(trainer, out)
+            with contextlib.suppress(Exception):
+                _plot(trainer, out)
+        raise
+    if not args.no_plot and trainer.history:
+        plotted = _plot(trainer, out)
     wall = time.perf_counter() - t_start
-    print(
+    timing = (
+        f"{wall:.1f} s in all ({record['seconds']:.1f} s training)"
+        if resume is None
+        else f"{wall:.1f} s in this session; {record['seconds']:.1f} s of training in all sessions"
+    )
+    say(
         f"done: test accuracy {record['test_acc']:.4f}, train accuracy {record['train_acc']:.4f} "
-        f"after {trainer.total_iters} iterations; {wall:.1f} s in all ({record['seconds']:.1f} s training)"
+        f"after {trainer.total_iters} iterations; {timing}"
     )
-    files = ["metrics.jsonl", "model.npz", "checkpoint.npz"] + (
-        ["curves.png"] if (out / "curves.png").exists() else []
-    )
-    print(f"wrote {out}/{{{', '.join(files)}}}")
+    files = ["metrics.jsonl", "model.npz", "checkpoint.npz"] + (["curves.png"] if plotted else [])
+    if args.tensorboard:
+        files.append("events.out.tfevents.*")
+    say(f"wrote {out}/{{{', '.join(files)}}}")
     return 0
 
 
-def _plot(trainer, out: Path) -> None:
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):  # not empty, or gone: keep what is there
+            folder.rmdir()
+
+
+def _plot(trainer, out: Path) -> bool:
     from .plots import have_matplotlib, plot_run
 
     if not have_matplotlib():
@@ -263,26 +439,72 @@ def _plot(trainer, out: Path) -> None:
             "notice: matplotlib is not installed, so curves.png was not drawn (pip install matplotlib)",
             file=sys.stderr,
         )
-        return
+        return False
     c = trainer.config
     title = f"{trainer.dataset.name}: {c.describe_net(trainer.data.x_train.shape[1], trainer.data.num_classes)}, {c.optimizer} lr {c.lr}"
     plot_run(trainer.history, out / "curves.png", title)
+    return True
 
 
-def prepare_output_folder(out: Path) -> Path:
-    """Create the output folder before any training, so a bad --out costs no time."""
+def prepare_output_folder(
+    out: Path, created: list | None = None, *, reuse: bool = False, overwrite: bool = False
+) -> Path:
+    """Create the output folder before any training, so a bad --out costs no time.
+
+    A folder that already holds files is refused (it is another run's), unless `reuse` (the run
+    being resumed) or `overwrite` (its outputs are removed first, so nothing stale is listed).
+    Folders made here are appended to `created`.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose another output folder")
+    if out.is_dir() and not reuse:
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+            if RUNNING in entries and _alive(out / RUNNING):
+                raise XpnetError(
+                    f"another run is writing into {out}; wait for it, or choose another --out"
+                )
+        except OSError as exc:
+            raise XpnetError(f"cannot read the output folder {out}: {_reason(exc)}") from None
+        if entries and not overwrite:
+            shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+            raise ConfigError(
+                f"--out {out} already holds files ({shown}); choose a new folder, resume that run "
+                f"with --resume {out}, or pass --overwrite to replace it"
+            )
+        for name in entries if overwrite else ():
+            if name in OUTPUT_FILES or name.startswith("events.out.tfevents."):
+                with contextlib.suppress(FileNotFoundError):
+                    try:
+                        (out / name).unlink()
+                    except OSError as exc:
+                        raise XpnetError(
+                            f"cannot replace {out / name}: {_reason(exc)}; choose another --out"
+                        ) from None
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            folder.mkdir()
+            if created is not None:
+                created.append(folder)
     except FileExistsError:
         raise ConfigError(
-            f"--out {out} is a file, not a folder; choose another output folder"
+            f"--out {out}: a part of that path is a file, not a folder; choose another output folder"
         ) from None
     except OSError as exc:
-        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
         raise XpnetError(
-            f"cannot create the output folder {out}: {reason}; choose another with --out"
+            f"cannot create the output folder {out}: {_reason(exc)}; choose another with --out"
         ) from None
     return out
+
+
+def _reason(exc: OSError) -> str:
+    return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+
+
+def say(line: str) -> None:
+    """Print to stdout; a closed pipe or full device stops the printing, never the run."""
+    safe_print(line)
 
 
 def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
@@ -291,10 +513,23 @@ def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
     Exit 2 for usage errors (argparse's own and ConfigError), 1 for other XpnetErrors, 128 + the
     signal after Ctrl-C or SIGTERM; a traceback only with --debug.
     """
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error; --help into a closed pipe stays quiet
+        _flush_stdout()
+        return exc.code if isinstance(exc.code, int) else 2
     warnings.showwarning = _show_warning
     try:
         return run(args)
+    except MemoryError:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            "error: out of memory: the network or the data does not fit; try smaller --hidden "
+            "sizes or a smaller --batch-size",
+            file=sys.stderr,
+        )
+        return 1
     except Interrupted as exc:
         print(f"\ninterrupted: {exc}", file=sys.stderr)
         return 128 + exc.signum
@@ -312,6 +547,20 @@ def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file or device failed in a way no more specific handler knew
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        mute(sys.stdout)
 
 
 def main(argv=None) -> int:

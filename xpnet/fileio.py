@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .errors import XpnetError
 
-_NO_SPACE_OR_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class WriteError(XpnetError, OSError):
@@ -34,12 +35,14 @@ def atomic_write(path, write: Callable, binary: bool = True) -> Path:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:
-        if exc.errno in _NO_SPACE_OR_ACCESS:
-            raise WriteError(
-                f"cannot write {path}: {os.strerror(exc.errno).lower()}; free some space or choose "
-                f"another output folder"
-            ) from None
-        raise
+        if exc.errno in _NO_SPACE:
+            advice = "free some space or choose another output folder"
+        elif exc.errno in _NO_ACCESS:
+            advice = "make the folder writable or choose another output folder"
+        else:
+            advice = "choose another output folder"
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise WriteError(f"cannot write {path}: {reason}; {advice}") from None
     finally:
         with contextlib.suppress(OSError):  # gone already, or its folder never existed
             tmp.unlink()

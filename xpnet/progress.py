@@ -1,56 +1,68 @@
-"""A dependency-free one-line progress bar on stderr."""
+"""Progress bars: tqdm, with the two things xpnet adds.
+
+tqdm does the drawing (terminal width, redraw rate, byte counts with `unit="B"`, `write` above the
+bar). xpnet's `Progress` keeps the small interface the trainer and the downloader call
+(`update`, `set`, `write`, `close`, a context manager) and adds:
+
+- `enabled=None` draws only on a terminal, so logs and CI output stay free of carriage returns;
+- `write` survives a closed or full standard output (`train.py | head -3`, `> /dev/full`): it stops
+  printing and says so once on stderr, and the run goes on writing its files.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-import time
+import weakref
 
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:d}:{seconds % 60:02d}"
+from tqdm import tqdm
 
 
 class Progress:
-    """A progress bar redrawn in place (at most 10 times a second) when the stream is a terminal.
-
-    When the stream is not a terminal (a log file, CI) the bar is not drawn, so logs stay clean;
-    `write` prints a line either way, above the bar.
-    """
+    """A tqdm bar on stderr, drawn only when `enabled` (default: when stderr is a terminal)."""
 
     def __init__(
         self, total: int | None, desc: str = "", unit: str = "it", stream=None, enabled=None
     ):
-        self.total = total
-        self.desc = desc
-        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.n = 0
-        self.start = time.perf_counter()
-        self._last_draw = 0.0
-        self._width = 0
+        if enabled is None:
+            enabled = _isatty(self.stream)
+        self.enabled = bool(enabled)
+        byte_units = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
+        self.bar = tqdm(
+            total=total, desc=desc, unit=unit, file=self.stream, disable=not self.enabled,
+            dynamic_ncols=True, leave=True, **byte_units,
+        )  # fmt: skip
+
+    @property
+    def n(self) -> int:
+        return self.bar.n
+
+    @property
+    def total(self) -> int | None:
+        return self.bar.total
 
     def update(self, n: int = 1) -> None:
-        self.n += n
-        self._draw()
+        self.bar.update(n)
 
     def set(self, n: int) -> None:
-        self.n = n
-        self._draw()
+        """Jump to `n` (a resumed run starts where it stopped)."""
+        self.bar.n = n
+        self.bar.last_print_n = n
+        self.bar.refresh()
 
     def write(self, line: str, stream=None) -> None:
         """Print a line above the bar (to stdout by default)."""
-        self._clear()
-        print(line, file=stream if stream is not None else sys.stdout, flush=True)
-        self._draw(force=True)
+        stream = stream if stream is not None else sys.stdout
+        if self.enabled:
+            with self.bar.external_write_mode(file=stream):
+                safe_print(line, stream)
+        else:
+            safe_print(line, stream)
 
     def close(self) -> None:
-        self._draw(force=True)
-        if self.enabled and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._width = 0
+        self.bar.close()
 
     def __enter__(self) -> Progress:
         return self
@@ -58,39 +70,62 @@ class Progress:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def text(self) -> str:
-        elapsed = time.perf_counter() - self.start
-        rate = self.n / elapsed if elapsed > 0 else 0.0
-        if self.unit == "B":
-            done = (
-                f"{self.n / 2**20:.1f}/{self.total / 2**20:.1f} MiB"
-                if self.total
-                else f"{self.n / 2**20:.1f} MiB"
-            )
-            speed = f"{rate / 2**20:.1f} MiB/s"
-        else:
-            done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
-            speed = f"{rate:.1f} {self.unit}/s"
-        if self.total:
-            frac = min(self.n / self.total, 1.0)
-            bar = "#" * int(frac * 24)
-            eta = (self.total - self.n) / rate if rate > 0 else 0.0
-            return f"{self.desc} [{bar:<24}] {100 * frac:5.1f}% {done} {speed} eta {_format_seconds(eta)}"
-        return f"{self.desc} {done} {speed}"
 
-    def _draw(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last_draw < 0.1 and self.n != self.total:
-            return
-        self._last_draw = now
-        line = self.text()
-        self.stream.write("\r" + line.ljust(self._width))
-        self.stream.flush()
-        self._width = len(line)
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
-    def _clear(self) -> None:
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
+
+# streams that failed (weakly held: an id could be reused by a later, healthy stream)
+_muted: weakref.WeakSet = weakref.WeakSet()
+
+
+def safe_print(line: str, stream=None) -> bool:
+    """Print `line` and flush; when the stream is closed or full, stop printing to it.
+
+    A reader that went away (BrokenPipeError) or a full device (ENOSPC) must not end a training
+    run: the results go to files, so the line is dropped, later lines too, and stderr says so once.
+    Returns False when the line was dropped.
+    """
+    stream = stream if stream is not None else sys.stdout
+    if _is_muted(stream):
+        return False
+    try:
+        print(line, file=stream, flush=True)
+        return True
+    except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+        mute(stream)
+        if stream is not sys.stderr:
+            reason = "the reader went away" if isinstance(exc, BrokenPipeError) else str(exc)
+            with contextlib.suppress(OSError, ValueError):
+                print(
+                    f"warning: stopped printing to standard output ({reason}); "
+                    "the run goes on and writes its files",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return False
+
+
+def _is_muted(stream) -> bool:
+    try:
+        return stream in _muted
+    except TypeError:
+        return False
+
+
+def mute(stream) -> None:
+    """Send all further output of `stream` (stdout or stderr) to os.devnull.
+
+    Python flushes sys.stdout at exit; with a broken pipe that flush would print another error, so
+    the file descriptor itself is pointed at os.devnull (what the Python docs advise for SIGPIPE).
+    """
+    with contextlib.suppress(TypeError):  # a stream that takes no weak reference
+        _muted.add(stream)
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)

@@ -75,6 +75,10 @@ class TrainConfig:
                 f"learning rate must be positive, got {self.lr}",
             ),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (
+                isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+                f"seed must be an integer >= 0, got {self.seed!r}",
+            ),
             (self.iters > 0, f"iteration count must be positive, got {self.iters}"),
             (
                 self.epochs is None or self.epochs > 0,
@@ -136,6 +140,14 @@ def build_network(config: TrainConfig, data, be: Backend):
         sample, hidden_size=config.hidden[0], output_size=classes, batchnorm=config.batchnorm,
         weight_decay=config.weight_decay, **dropout, **common,
     )  # fmt: skip
+
+
+#: the longest default log interval (iterations): a log line and a checkpoint come regularly even
+#: for `--epochs 1e9`; on top of it a checkpoint is written at least every CHECKPOINT_SECONDS
+MAX_LOG_INTERVAL = 10_000
+CHECKPOINT_SECONDS = 600.0
+#: at most this many updates run between two looks at the clock and the signal flag
+_CHUNK = 1_000
 
 
 class Interrupted(XpnetError):
@@ -232,10 +244,19 @@ class Trainer:
     `dataset` is an `xpnet.datasets.Dataset` (or anything with its fields) on the host; it is
     moved to `backend` (default: resolved from the config) once. `verbose=False` prints nothing;
     `progress=None` draws a progress bar only on a terminal. With `out=None` nothing is written.
+    `tensorboard=True` also logs each metrics line for TensorBoard into `out` (needs tensorboardX).
     """
 
     def __init__(
-        self, config: TrainConfig, dataset, out=None, *, verbose=True, progress=None, backend=None
+        self,
+        config: TrainConfig,
+        dataset,
+        out=None,
+        *,
+        verbose=True,
+        progress=None,
+        backend=None,
+        tensorboard=False,
     ):
         self.config = config.validate()
         self.dataset = dataset
@@ -252,11 +273,18 @@ class Trainer:
             if config.epochs is not None
             else config.iters
         )
-        # default: once per epoch, as the slides; on small datasets every few epochs (<= ~50 lines)
+        # default: once per epoch, as the slides; on small datasets every few epochs (<= ~50 lines),
+        # but never fewer than one line per MAX_LOG_INTERVAL iterations, however long the run
         epochs_per_line = max(1, math.ceil(self.total_iters / self.steps_per_epoch / 50))
-        self.log_every = config.log_every or self.steps_per_epoch * epochs_per_line
+        self.log_every = config.log_every or min(
+            self.steps_per_epoch * epochs_per_line,
+            max(self.steps_per_epoch, MAX_LOG_INTERVAL),
+        )
         self.checkpoint_every = config.checkpoint_every
-        self.net = build_network(config, self.data, self.be)
+        # a huge --init overflows while the weights are cast to the dtype: the first log line
+        # reports that (blaming the init) instead of NumPy's warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.net = build_network(config, self.data, self.be)
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         # the same step in fewer operations where the backend has kernels; it reads and writes
         # the layers' own arrays, so the network stays the one source of truth
@@ -270,6 +298,11 @@ class Trainer:
         self._losses: list = []  # device scalars since the last log line
         self._carried = (0.0, 0)  # (sum, count) of losses restored from a checkpoint
         self._perm = (None, None)  # (epoch, device permutation)
+        self._saved_at = time.perf_counter()  # wall clock of the last checkpoint
+        # TensorBoard event files beside metrics.jsonl (which stays the record that is always
+        # written); opened when the run starts, so a resumed run knows where to continue
+        self._tensorboard = bool(tensorboard and self.out)
+        self.tensorboard = None
 
     # -- resuming -----------------------------------------------------------------------------
 
@@ -288,7 +321,10 @@ class Trainer:
         if state is not None:
             self.optimizer.load_state_dict(state)
         self.iteration = ckpt.iteration
-        self.history = list(ckpt.extra.get("history", []))
+        self.history = [dict(r) for r in ckpt.extra.get("history", [])]
+        if self.history and self.history[-1].get("final") and self.iteration < self.total_iters:
+            # a finished run asked for more iterations: its final line becomes an ordinary one
+            del self.history[-1]["final"]
         self.elapsed = float(ckpt.extra.get("elapsed", 0.0))
         self._carried = (
             float(ckpt.extra.get("loss_sum", 0.0)),
@@ -365,9 +401,30 @@ class Trainer:
             if self.checkpoint_path and self.checkpoint_path.exists()
             else "no checkpoint was written"
         )
+        if self.iteration == 0:  # before any update: the learning rate played no part
+            loss = total / max(count, 1)
+            xp = self.be.xp
+            finite = all(bool(xp.all(xp.isfinite(w))) for w in self.net.params.values())
+            if not finite:
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the initial weights "
+                    f"(init {self.config.init}) overflow {self.config.dtype}; use a smaller --init, "
+                    f"e.g. 0.01 or he"
+                )
+            if self.config.weight_decay:
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the L2 penalty of weight decay "
+                    f"{self.config.weight_decay} overflows {self.config.dtype}; use a smaller "
+                    f"--weight-decay, e.g. 1e-4"
+                )
+            return TrainingDiverged(
+                f"the loss is {loss} before the first update; check that the data are finite"
+            )
+        # a resumed run keeps its learning rate, so the advice is a new run, not --resume
         return TrainingDiverged(
             f"the loss became {total / max(count, 1)} between iterations {start} and {self.iteration} "
-            f"(lr {self.config.lr}); {kept}. Try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}"
+            f"(lr {self.config.lr}); {kept}. Start a new run with a smaller learning rate, "
+            f"e.g. --lr {self.config.lr / 10:g}"
         )
 
     def _log_line(self, t0: float, final: bool = False) -> dict:
@@ -385,6 +442,8 @@ class Trainer:
                 )
             )
             count = 1
+            if not math.isfinite(total):
+                raise self._diverged(total, count)
         train_acc, test_acc = self._evaluate()
         self._losses.clear()
         self._carried = (0.0, 0)
@@ -425,12 +484,14 @@ class Trainer:
                 "step_in_epoch": self.iteration % self.steps_per_epoch,
             },
         }
+        self._saved_at = time.perf_counter()
         return save_checkpoint(
             path,
             self.net,
             self.optimizer,
             iteration=self.iteration,
-            config=asdict(self.config),
+            # the dataset actually used ("digits" after an "auto" fallback), so a resume loads it
+            config={**asdict(self.config), "dataset": self.dataset.name},
             extra=extra,
         )
 
@@ -449,58 +510,94 @@ class Trainer:
             f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
         )
 
+    @property
+    def finished(self) -> bool:
+        """True when the run (e.g. one restored from a checkpoint) already ended with its final line."""
+        return (
+            self.iteration >= self.total_iters
+            and bool(self.history)
+            and bool(self.history[-1].get("final"))
+        )
+
     def run(self) -> dict:
         """Train to the configured iteration count; return the final metrics record.
 
         Raises TrainingDiverged on a NaN/inf loss and Interrupted on SIGINT/SIGTERM (after writing
-        a checkpoint of the current step).
+        a checkpoint of the current step). A run that is already finished returns its final record
+        and writes nothing.
         """
+        if self.finished:
+            return self.history[-1]
+        if self._tensorboard:
+            # a resumed run drops what an interrupted one logged past its checkpoint
+            self.tensorboard = open_tensorboard(self.out, purge_step=self.iteration or None)
         t0 = time.perf_counter()
+        self._saved_at = t0
         total = self.total_iters
         # overflow to inf/NaN is detected from the loss at the next log line, with advice; NumPy's
         # own floating-point warnings would only repeat it less clearly
         quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        with (
-            quiet,
-            _StopSignals() as stop_signals,
-            Progress(total, "train", enabled=self.progress) as bar,
-        ):
-            bar.set(self.iteration)
-            if self.iteration == 0:
-                self._emit(self._log_line(t0), bar)
-            while self.iteration < total:
-                targets = [total, (self.iteration // self.log_every + 1) * self.log_every]
-                if self.checkpoint_every:
-                    targets.append(
-                        (self.iteration // self.checkpoint_every + 1) * self.checkpoint_every
-                    )
-                stop = min(targets)
-                self._steps(stop, stop_signals, bar)
-                if stop_signals.signum is not None:
-                    raise self._interrupt(stop_signals.signum, t0)
-                if self.iteration == total:
-                    break
-                if self.iteration % self.log_every == 0:
+        try:
+            with (
+                quiet,
+                _StopSignals() as stop_signals,
+                Progress(total, "train", enabled=self.progress) as bar,
+            ):
+                bar.set(self.iteration)
+                if self.iteration == 0:
                     self._emit(self._log_line(t0), bar)
-                    if self.checkpoint_every is None and self.out:
+                while self.iteration < total:
+                    targets = [
+                        total,
+                        (self.iteration // self.log_every + 1) * self.log_every,
+                        self.iteration + _CHUNK,
+                    ]
+                    if self.checkpoint_every:
+                        targets.append(
+                            (self.iteration // self.checkpoint_every + 1) * self.checkpoint_every
+                        )
+                    self._steps(min(targets), stop_signals, bar)
+                    if stop_signals.signum is not None:
+                        raise self._interrupt(stop_signals.signum, t0)
+                    if self.iteration == total:
+                        break
+                    saved = False
+                    if self.iteration % self.log_every == 0:
+                        self._emit(self._log_line(t0), bar)
+                        if self.checkpoint_every is None and self.out:
+                            self.save(self.checkpoint_path, t0)
+                            saved = True
+                    if (
+                        self.checkpoint_every
+                        and self.iteration % self.checkpoint_every == 0
+                        and self.out
+                    ):
                         self.save(self.checkpoint_path, t0)
-                if (
-                    self.checkpoint_every
-                    and self.iteration % self.checkpoint_every == 0
-                    and self.out
-                ):
+                        saved = True
+                    # a long interval must not mean hours without a checkpoint
+                    late = time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS
+                    if not saved and late and self.out:
+                        self.save(self.checkpoint_path, t0)
+                synchronize(self.net.params["W1"])
+                record = self._log_line(t0, final=True)
+                self._emit(record, bar)
+                if self.out:
                     self.save(self.checkpoint_path, t0)
-            synchronize(self.net.params["W1"])
-            record = self._log_line(t0, final=True)
-            self._emit(record, bar)
-            if self.out:
-                self.save(self.checkpoint_path, t0)
-                self.save(self.out / "model.npz", t0)
+                    self.save(self.out / "model.npz", t0)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
         return record
 
     def _emit(self, record: dict, bar: Progress) -> None:
         self._print(record, bar)
         self._write_metrics()
+        if self.tensorboard is not None:
+            step = record["iteration"]
+            for tag, key in TENSORBOARD_TAGS.items():
+                self.tensorboard.add_scalar(tag, record[key], step)
+            self.tensorboard.flush()
 
     def _interrupt(self, signum: int, t0: float) -> Interrupted:
         name = signal.Signals(signum).name
@@ -514,6 +611,21 @@ class Trainer:
             f"Resume with: python scripts/train.py --resume {path}",
             signum,
         )
+
+
+#: TensorBoard tag -> metrics.jsonl key (the accuracies share one section)
+TENSORBOARD_TAGS = {"loss": "loss", "accuracy/train": "train_acc", "accuracy/test": "test_acc"}
+
+
+def open_tensorboard(out: Path, purge_step: int | None = None):
+    """A tensorboardX SummaryWriter logging into `out` (`tensorboard --logdir runs` shows all runs)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "--tensorboard needs tensorboardX: pip install 'xpnet[tensorboard]' (or tensorboardX)"
+        ) from None
+    return SummaryWriter(logdir=str(out), purge_step=purge_step)
 
 
 def new_run_dir(root="runs", tag: str = "") -> Path:
