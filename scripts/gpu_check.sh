@@ -51,7 +51,7 @@ if has tests; then
     # the whole log is kept, the summary printed
     files=$(ls tests/test_{layers,network,fused,optimizers,train,backend,core,slides,conv,batchnorm_dropout,convnet,visualize}.py 2>/dev/null)
     # SIGINT at the limit: pytest then still prints the summary of what ran
-    XPNET_TEST_BACKENDS=cupy,torch-cuda timeout -s INT "${XPNET_TEST_LIMIT:-400}" python3 -m pytest -q -p no:cacheprovider \
+    XPNET_TEST_BACKENDS=${XPNET_GPU_BACKENDS:-cupy,torch-cuda} timeout -s INT "${XPNET_TEST_LIMIT:-400}" python3 -m pytest -q -p no:cacheprovider \
         -o filterwarnings=error -m "not slow" -rfEs --tb=short $files > "$out/pytest.txt" 2>&1
     grep -E "^(FAILED|ERROR)|passed|failed" "$out/pytest.txt" | tail -n 60
 fi
@@ -65,14 +65,15 @@ if has train; then
 fi
 if has bench; then
     stamp bench
-    runners="xpnet-cupy xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu"
-    timeout 420 python3 scripts/bench.py --configs slides large --runners $runners --repeat 1 \
+    runners=${XPNET_BENCH_RUNNERS:-xpnet-cupy xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu}
+    timeout "${XPNET_BENCH_LIMIT:-420}" python3 scripts/bench.py --configs slides large --runners $runners --repeat 1 \
         --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 fi
 if has cnn; then
     stamp cnn
-    timeout 240 python3 scripts/bench.py --configs simple-cnn --runners xpnet-cupy \
-        xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu --repeat 1 --json "$out/bench-cnn.json" \
+    runners=${XPNET_BENCH_RUNNERS:-xpnet-cupy xpnet-torch-cuda torch-cuda xpnet-numpy torch-cpu}
+    timeout "${XPNET_CNN_LIMIT:-240}" python3 scripts/bench.py --configs simple-cnn --runners $runners \
+        --repeat 1 --json "$out/bench-cnn.json" \
         2>&1 | tee "$out/bench-cnn.txt"
 fi
 if has accuracy; then

@@ -52,6 +52,8 @@ def _run(block, tmp_path, monkeypatch):
     ids=lambda b: b.strip().splitlines()[0][:40],
 )
 def test_script_block_runs_as_written(block, tmp_path, monkeypatch):
+    if "dask_jobqueue" in block:
+        pytest.skip("the Slurm example needs a Slurm cluster: documented, not runnable here")
     _run(block, tmp_path, monkeypatch)
 
 

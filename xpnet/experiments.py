@@ -667,7 +667,8 @@ def run(args, argv) -> int:
         print("notice: the dataset comparison trains on each dataset; --dataset applies to the others",
               file=sys.stderr)  # fmt: skip
     out = Path(args.out) if args.out else new_run_dir("runs", f"compare-{args.comparison}")
-    prepare_output_folder(out)
+    # a comparison writes only its own NAME.png/.md/.json, so a shared folder (docs/img) is fine
+    prepare_output_folder(out, reuse=True)
     print(f"output:  {out}")
     command = "python scripts/compare.py " + shlex.join(argv)
     runner = open_runner(args.workers, args.scheduler)

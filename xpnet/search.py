@@ -659,7 +659,8 @@ def run(args, argv) -> int:
         hidden=list(args.hidden), batch_size=args.batch_size,
     ).validate()  # fmt: skip
     command = "python scripts/search.py " + shlex.join(argv)
-    out = prepare_output_folder(Path(args.out))
+    # the same --out resumes the search: its settings are checked right below
+    out = prepare_output_folder(Path(args.out), reuse=True)
     _check_resume(out, config)  # other settings in --out: an error before any cluster starts
     previous = len(TrialLog(out / "trials.jsonl").read())
     runner = open_runner(args.workers, args.scheduler)
