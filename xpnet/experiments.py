@@ -6,15 +6,15 @@ and batch size, hence the same initial-weight stream and the same sample order (
 each epoch's order from (seed, epoch) alone). Each dataset is loaded once and shared by the variants.
 
 Into one folder go `<name>.png` (training loss and test accuracy, one line per variant),
-`<name>.md` (a table of the final values) and `<name>.json` (every history).
+`<name>.md` (a table of the final values) and `<name>.json` (every history). A variant whose loss
+becomes NaN or infinite is recorded as diverged, with the curve it logged until then; in the
+`dataset` comparison a dataset that cannot be had is recorded as unavailable and skipped.
 
 Chapter 6 and 7's comparisons (`batchnorm`, `overfit`, `cnn`) follow the book's figures: they run
 for a number of epochs rather than iterations, may train on the first `n_train` training samples
 only (the book's `x_train[:N]`: the same samples for every variant and every run; the test set
 stays whole), and are drawn against epochs as small multiples: one panel per `Variant.panel`, with
-the training and/or test accuracy as the comparison's `curves` say. A variant whose loss
-becomes NaN or infinite is recorded as diverged, with the curve it logged until then; in the
-`dataset` comparison a dataset that cannot be had is recorded as unavailable and skipped.
+the training and/or test accuracy as the comparison's `curves` say.
 """
 
 from __future__ import annotations
