@@ -9,6 +9,12 @@ Into one folder go `<name>.png` (training loss and test accuracy, one line per v
 `<name>.md` (a table of the final values) and `<name>.json` (every history). A variant whose loss
 becomes NaN or infinite is recorded as diverged, with the curve it logged until then; in the
 `dataset` comparison a dataset that cannot be had is recorded as unavailable and skipped.
+
+Chapter 6 and 7's comparisons (`batchnorm`, `overfit`, `cnn`) follow the book's figures: they run
+for a number of epochs rather than iterations, may train on the first `n_train` training samples
+only (the book's `x_train[:N]`: the same samples for every variant and every run; the test set
+stays whole), and are drawn against epochs as small multiples: one panel per `Variant.panel`, with
+the training and/or test accuracy as the comparison's `curves` say.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from .backend import BACKENDS, Backend, resolve
 from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DataError, TrainingDiverged, choose
-from .fileio import atomic_write_text
+from .fileio import atomic_write, atomic_write_text
 from .optimizers import OPTIMIZERS
 from .search import Runner, add_runner_options, open_runner
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
@@ -56,15 +62,31 @@ class Variant:
     label: str
     settings: dict
     style: dict = field(default_factory=dict)  # matplotlib line options, to group related lines
+    panel: str | None = None  # small multiples: variants with the same panel share one plot
+    line: str | None = None  # its name in the legend of a panel plot (default: the label)
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """Variants of one configuration; the fields after `variants` are for the epoch-based ones.
+
+    With `epochs` set, a run is that many epochs of its training set (`quick_epochs` under
+    --quick), logged every `log_epochs` epochs, and the picture is a panel plot against epochs
+    (plot_panels) of the accuracies named in `curves`, plus accuracy against wall time if
+    `time_panel`. `n_train` keeps the first n_train training samples (all the test samples).
+    """
+
     name: str
     title: str
     summary: str  # one line for --help
     base: dict  # TrainConfig fields shared by every variant
     variants: tuple[Variant, ...]
+    n_train: int | None = None
+    epochs: float | None = None
+    quick_epochs: float | None = None
+    log_epochs: float = 1.0
+    curves: tuple[str, ...] = ("test",)  # "train" and/or "test" accuracy, in panel plots
+    time_panel: bool = False
 
 
 def _act(name: str, hidden: list[int], init, deep_style: bool = False) -> Variant:
@@ -85,6 +107,22 @@ def _init(activation: str, init) -> Variant:
         {"linestyle": "--" if activation == "sigmoid" else "-"},
     )
 
+
+def _bn(init: float, batchnorm: bool) -> Variant:
+    # the book's figure: solid with batch normalization, dashed without
+    style = {"color": "C0", "linestyle": "-"} if batchnorm else {"color": "C1", "linestyle": "--"}
+    return Variant(
+        f"{'with' if batchnorm else 'without'} batch norm, std {init:g}",
+        {"batchnorm": batchnorm, "init": init},
+        style,
+        panel=f"initial std {init:g}",
+        line="with batch norm" if batchnorm else "without",
+    )
+
+
+BATCHNORM_INITS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.001)  # of the book's 16, from 1 to 1e-4
+BOOK_DEEP = [100] * 5  # ch06/batch_norm_test.py's MultiLayerNetExtend
+BOOK_OVERFIT = [100] * 6  # ch06/overfit_*.py's "7-layer" net
 
 # The optimizer comparison's rates: the book's for SGD, Momentum and AdaGrad (0.01) and Adam
 # (0.001); Nesterov as Momentum; RMSProp and AdamW as Adam: rules that divide by √v move each
@@ -173,6 +211,67 @@ COMPARISONS: dict[str, Comparison] = {
                 for d in ("mnist", "fashion-mnist", "digits")
             ),
         ),
+        Comparison(
+            "batchnorm",
+            "batch normalization at several initial weight scales",
+            "a 5-hidden-layer ReLU net with and without batch normalization, initial std 1 to "
+            "0.001 (the book's figure: SGD lr 0.01, 1,000 training samples, 20 epochs)",
+            {"hidden": BOOK_DEEP, "activation": "relu", "optimizer": "sgd", "lr": 0.01},
+            tuple(_bn(init, bn) for init in BATCHNORM_INITS for bn in (True, False)),
+            n_train=1000,
+            epochs=20,
+            quick_epochs=20,
+            curves=("train",),
+        ),
+        Comparison(
+            "overfit",
+            "overfitting 300 samples: weight decay and dropout",
+            "a 6-hidden-layer ReLU net (He init, SGD lr 0.01) on 300 training samples for 201 "
+            "epochs: no regularization vs weight decay 0.1 vs dropout 0.2",
+            {
+                "hidden": BOOK_OVERFIT,
+                "activation": "relu",
+                "init": "he",
+                "optimizer": "sgd",
+                "lr": 0.01,
+            },
+            (
+                Variant("no regularization", {}, panel="no regularization", line=""),
+                Variant(
+                    "weight decay 0.1", {"weight_decay": 0.1}, panel="weight decay 0.1", line=""
+                ),
+                Variant("dropout 0.2", {"dropout": 0.2}, panel="dropout 0.2", line=""),
+            ),
+            n_train=300,
+            epochs=201,
+            curves=("train", "test"),
+        ),
+        Comparison(
+            "cnn",
+            "the slides' MLP vs SimpleConvNet",
+            "the slides' 784-50-10 MLP (SGD lr 0.1) vs the book's SimpleConvNet (Adam lr 0.001), "
+            "same epochs and sample order",
+            {},
+            (
+                Variant(
+                    "MLP (50 hidden ReLU), SGD lr 0.1",
+                    {"model": "mlp", "hidden": [50], "init": 0.01, "optimizer": "sgd", "lr": 0.1},
+                    {"color": "C0"},
+                    line="MLP",
+                ),
+                Variant(
+                    "SimpleConvNet, Adam lr 0.001",
+                    {"model": "simple-cnn", "init": 0.01, "optimizer": "adam", "lr": 0.001},
+                    {"color": "C3"},
+                    line="SimpleConvNet",
+                ),
+            ),
+            epochs=4,
+            quick_epochs=20,
+            log_epochs=0.5,
+            curves=("train", "test"),
+            time_panel=True,
+        ),
     )
 }
 
@@ -191,6 +290,23 @@ def subset(dataset: Dataset, n_train: int, n_test: int) -> Dataset:
         x_test=dataset.x_test[:n_test],
         t_test=dataset.t_test[:n_test],
         source=f"{dataset.source}; first {n_train} train / {n_test} test samples (--quick)",
+    )
+
+
+def first_train(dataset: Dataset, n_train: int) -> Dataset:
+    """The first n_train training samples, all the test samples: the book's `x_train[:N]`.
+
+    Deterministic (the files' order is already mixed), so every variant and every run of a
+    comparison trains on the same samples.
+    """
+    if n_train < 1:
+        raise ConfigError(f"n_train must be positive, got {n_train}")
+    n_train = min(n_train, len(dataset.x_train))
+    return replace(
+        dataset,
+        x_train=dataset.x_train[:n_train],
+        t_train=dataset.t_train[:n_train],
+        source=f"{dataset.source}; its first {n_train} training samples",
     )
 
 
@@ -271,6 +387,12 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     datasets: dict[str, dict] = field(default_factory=dict)  # name -> sizes and source
     interrupted: int | None = None  # the signal number, when stopped early
+    steps_per_epoch: int | None = None  # epoch-based comparisons: updates per epoch
+
+    @property
+    def epochs(self) -> float | None:
+        """The run's length in epochs, for the epoch-based comparisons."""
+        return self.iters / self.steps_per_epoch if self.steps_per_epoch else None
 
 
 def _settings_of(config: TrainConfig, dataset: Dataset | None) -> dict:
@@ -279,10 +401,19 @@ def _settings_of(config: TrainConfig, dataset: Dataset | None) -> dict:
         if dataset
         else ""
     )
+    if dataset and config.model == "simple-cnn":
+        sizes = f"conv 30@5x5-pool-{config.hidden[0]}-{dataset.num_classes}"
+    elif dataset and config.model == "deep-cnn":
+        sizes = f"DeepConvNet-{config.hidden[0]}-{dataset.num_classes}"
     init, name = config.init, dataset.name if dataset else config.dataset
     optimizer = OPTIMIZERS[config.optimizer].__name__
     if config.optimizer == "adamw":  # its decay is on by default: say so
         optimizer += f" (decay {OPTIMIZERS['adamw']().weight_decay:g})"
+    regularization = [
+        *(["batch norm"] if config.batchnorm else []),
+        *([f"dropout {config.dropout:g}"] if config.dropout else []),
+        *([f"weight decay {config.weight_decay:g}"] if config.weight_decay else []),
+    ]
     return {
         "dataset": DATASET_TITLES.get(name, name),
         "network": sizes,
@@ -290,6 +421,7 @@ def _settings_of(config: TrainConfig, dataset: Dataset | None) -> dict:
         "init": f"std {init:g}" if isinstance(init, float) else _INIT_TITLES.get(init, init),
         "optimizer": optimizer,
         "lr": config.lr,
+        "regularization": ", ".join(regularization),
     }
 
 
@@ -330,9 +462,22 @@ def run_comparison(
     """
     if not isinstance(comparison, Comparison):
         comparison = COMPARISONS[choose("comparison", comparison, tuple(COMPARISONS))]
-    iters = iters or (QUICK_ITERS if quick else FULL_ITERS)
-    log_every = max(1, round(iters / CURVE_POINTS))
+    steps_per_epoch = None
+    if comparison.epochs is not None:  # the length follows the training set's size
+        n = len(load(dataset).x_train)
+        n = min(n, comparison.n_train) if comparison.n_train else n
+        steps_per_epoch = max(n // BATCH_SIZE, 1)  # as the Trainer counts them
+    if iters:
+        log_every = max(1, round(iters / CURVE_POINTS))
+    elif steps_per_epoch:
+        epochs = (comparison.quick_epochs or comparison.epochs) if quick else comparison.epochs
+        iters = math.ceil(epochs * steps_per_epoch)
+        log_every = max(1, round(comparison.log_epochs * steps_per_epoch))
+    else:
+        iters = QUICK_ITERS if quick else FULL_ITERS
+        log_every = max(1, round(iters / CURVE_POINTS))
     report = Report(comparison, str(backend), dtype, iters, seed, log_every, quick)
+    report.steps_per_epoch = steps_per_epoch
     if runner is not None and type(runner) is not Runner:
         return _run_elsewhere(report, runner, load, backend, dataset, on_outcome)
     for variant in comparison.variants:
@@ -410,6 +555,8 @@ def _run_variant(comparison, variant, load, backend, report: Report, dataset: st
         reason = unavailable_reason(exc)
         return Outcome(variant.label, _settings_of(config, None), f"unavailable: {reason}",
                        detail=str(exc), config=asdict(config), style=variant.style)  # fmt: skip
+    if comparison.n_train:
+        data = first_train(data, comparison.n_train)
     report.datasets.setdefault(data.name, _describe(data))
     config.dataset = data.name
     t0 = time.perf_counter()
@@ -442,8 +589,16 @@ def _run_variant(comparison, variant, load, backend, report: Report, dataset: st
 # Writing
 
 
-_COLUMNS = ("variant", "dataset", "network", "activation", "init", "optimizer", "lr", "iterations",
-            "train acc", "test acc", "loss", "time (s)", "status")  # fmt: skip
+_COLUMNS = ("variant", "dataset", "network", "activation", "init", "optimizer", "lr",
+            "regularization", "iterations", "train acc", "test acc", "loss", "time (s)",
+            "status")  # fmt: skip
+
+
+def _columns(report: Report) -> tuple[str, ...]:
+    # "regularization" only where a variant has some (batch norm, dropout, weight decay)
+    if any(o.settings.get("regularization") for o in report.outcomes):
+        return _COLUMNS
+    return tuple(c for c in _COLUMNS if c != "regularization")
 
 
 def table_rows(report: Report) -> list[list[str]]:
@@ -451,14 +606,18 @@ def table_rows(report: Report) -> list[list[str]]:
     rows = []
     for o in report.outcomes:
         s, f = o.settings, o.final
-        rows.append([
-            o.label, s.get("dataset", ""), s.get("network", ""), s.get("activation", ""),
-            s.get("init", ""), s.get("optimizer", ""), f"{s['lr']:g}" if "lr" in s else "",
-            str(o.iterations) if o.history else "",
-            f"{f['train_acc']:.4f}" if f else "—", f"{f['test_acc']:.4f}" if f else "—",
-            f"{f['loss']:.4f}" if f else "—", f"{o.seconds:.1f}" if o.history else "",
-            o.status,
-        ])  # fmt: skip
+        cells = {
+            "variant": o.label, "dataset": s.get("dataset", ""), "network": s.get("network", ""),
+            "activation": s.get("activation", ""), "init": s.get("init", ""),
+            "optimizer": s.get("optimizer", ""), "lr": f"{s['lr']:g}" if "lr" in s else "",
+            "regularization": s.get("regularization", "") or "none",
+            "iterations": str(o.iterations) if o.history else "",
+            "train acc": f"{f['train_acc']:.4f}" if f else "—",
+            "test acc": f"{f['test_acc']:.4f}" if f else "—",
+            "loss": f"{f['loss']:.4f}" if f else "—",
+            "time (s)": f"{o.seconds:.1f}" if o.history else "", "status": o.status,
+        }  # fmt: skip
+        rows.append([cells[c] for c in _columns(report)])
     return [[cell.replace("|", "\\|") for cell in row] for row in rows]
 
 
@@ -470,18 +629,22 @@ def markdown(report: Report) -> str:
         for d in report.datasets.values()
     )
     evaluations = len(range(0, report.iters, report.log_every)) + 1
+    columns = _columns(report)
+    length = f"{report.iters} iterations"
+    if report.epochs is not None:
+        length += f" ({report.epochs:g} epochs of {report.steps_per_epoch} updates)"
     lines = [f"# {c.name}: {c.title}", ""]
     if report.command:
         lines += ["```", report.command, "```", ""]
     lines += [
-        f"{c.summary}. Every variant: batch {BATCH_SIZE}, {report.iters} iterations, seed "
+        f"{c.summary}. Every variant: batch {BATCH_SIZE}, {length}, seed "
         f"{report.seed} (so the same sample order on one dataset), {report.backend}, "
         f"{report.dtype}.",
         "",
         f"Data: {data or 'none could be loaded'}.",
         "",
-        "| " + " | ".join(_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in _COLUMNS) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
         *("| " + " | ".join(row) + " |" for row in table_rows(report)),
         "",
         f"train acc and test acc: accuracy on the whole training and test sets after the last "
@@ -519,6 +682,8 @@ def to_json(report: Report) -> str:
         "dtype": report.dtype,
         "batch_size": BATCH_SIZE,
         "iterations": report.iters,
+        "epochs": report.epochs,
+        "n_train": c.n_train,
         "seed": report.seed,
         "log_every": report.log_every,
         "quick": report.quick,
@@ -543,9 +708,12 @@ def to_json(report: Report) -> str:
 
 
 def _acc_ylim(report: Report) -> tuple[float, float]:
+    return _acc_ylim_of([o.final["test_acc"] for o in report.outcomes if o.final])
+
+
+def _acc_ylim_of(finals: list[float]) -> tuple[float, float]:
     # When every run ends high, zoom in on the top: 0.96 against 0.98 is the point there, and on
     # a 0..1 axis it is invisible. The first log points fall below the axis then.
-    finals = [o.final["test_acc"] for o in report.outcomes if o.final]
     low = min(finals, default=0.0)
     if low < 0.6:
         return (0.0, 1.0)
@@ -576,6 +744,117 @@ def plot(report: Report, path) -> Path:
     return plot_comparison(runs, path, title, styles=styles, acc_ylim=_acc_ylim(report))
 
 
+_CURVE_TITLES = {"train": "train", "test": "test"}
+_CURVE_COLORS = {"train": "C0", "test": "C1"}  # when the variant sets no colour of its own
+_CURVE_LINES = {"train": "-", "test": "--"}
+
+
+def panels(report: Report) -> dict[str, list[tuple[Variant, Outcome]]]:
+    """The outcomes grouped by Variant.panel, in the comparison's order (one group if none)."""
+    groups: dict[str, list] = {}
+    for variant, outcome in zip(report.comparison.variants, report.outcomes, strict=True):
+        groups.setdefault(variant.panel or "", []).append((variant, outcome))
+    return groups
+
+
+def _curve_style(variant: Variant, outcome: Outcome, curve: str, both: bool) -> tuple[str, dict]:
+    """(legend label, Axes.plot options) of one accuracy curve of one variant."""
+    style = dict(variant.style)
+    name = variant.line if variant.line is not None else variant.label
+    if both:  # train and test: solid and dashed, the variant's colour or the curve's
+        style.setdefault("color", _CURVE_COLORS[curve])
+        style["linestyle"] = _CURVE_LINES[curve]
+        name = f"{name} {_CURVE_TITLES[curve]}".strip()
+    if outcome.history and not outcome.final:  # mark where a diverged curve stops
+        short = outcome.status.split(":")[0].split(" at ")[0]
+        name = f"{name} ({short})"
+        style.update(marker="x", markevery=[len(outcome.history) - 1])
+    return name, style
+
+
+def plot_panels(report: Report, path) -> Path:
+    """The book's small multiples: accuracy against epochs, one panel per Variant.panel.
+
+    Each panel draws the accuracies in `comparison.curves` of its variants (train solid, test
+    dashed when both are drawn); with `time_panel`, a last panel draws the test accuracy against
+    wall-clock seconds. One legend for the figure, under the panels.
+    """
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    c = report.comparison
+    groups = panels(report)
+    both = len(c.curves) > 1
+    n = len(groups) + bool(c.time_panel)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(4.2 * cols, 10), 3.3 * rows + 1.6), squeeze=False, sharey=True
+    )
+    flat = list(axes.flat)
+    handles: dict[str, object] = {}
+    spe = report.steps_per_epoch or 1
+    xlabel = "epoch" if report.steps_per_epoch else "iteration"
+    # zoom in on the top when every drawn curve ends high, as the iteration plots do
+    finals = [o.final[f"{k}_acc"] for o in report.outcomes if o.final for k in c.curves]
+    low, high = _acc_ylim_of(finals)
+    ylim = (low, high + 0.02 * (high - low))  # a curve at 100% stays clear of the frame
+    for ax, (title, members) in zip(flat, groups.items(), strict=False):
+        for variant, outcome in members:
+            x = [r["iteration"] / spe for r in outcome.history]
+            for curve in c.curves:
+                name, style = _curve_style(variant, outcome, curve, both)
+                (line,) = ax.plot(x, [r[f"{curve}_acc"] for r in outcome.history], **style)
+                handles.setdefault(name, line)
+            if not outcome.history:  # tried but nothing to draw: its legend entry says why
+                name = f"{variant.line or variant.label} ({outcome.status.split(':')[0]})"
+                handles.setdefault(name, ax.plot([], [], linestyle="none")[0])
+        ax.set(title=title, xlabel=xlabel, ylim=ylim)
+    if c.time_panel:
+        ax = flat[len(groups)]
+        for variant, outcome in zip(c.variants, report.outcomes, strict=True):
+            name, style = _curve_style(variant, outcome, "test", both)
+            ax.plot([r["seconds"] for r in outcome.history],
+                    [r["test_acc"] for r in outcome.history], **style)  # fmt: skip
+        ax.set(title="test accuracy against wall time", xlabel="seconds (evaluations included)",
+               ylim=ylim)  # fmt: skip
+        if all(r["seconds"] > 0 for o in report.outcomes for r in o.history):
+            ax.set_xscale("log")  # a fast and a slow model side by side
+    for ax in flat[:n]:
+        ax.grid(alpha=0.3)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    ylabel = "accuracy (train solid, test dashed)" if both else f"{c.curves[0]} accuracy"
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    names = ", ".join(d["name"] if d["name"] not in DATASET_TITLES else DATASET_TITLES[d["name"]]
+                      for d in report.datasets.values())  # fmt: skip
+    samples = ", ".join(f"{d['train_samples']} training samples" for d in report.datasets.values())
+    length = f"{report.epochs:g} epochs" if report.epochs is not None else f"{report.iters} iters"
+    fig.suptitle(
+        f"{c.title}\n{names} ({samples}), batch {BATCH_SIZE}, {length}, seed {report.seed}"
+    )
+    # the legend gets a strip of its own under the panels (tight_layout leaves it out)
+    ncol = min(len(handles), 4)
+    strip = 0.3 * math.ceil(len(handles) / ncol) + 0.2  # inches
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, strip / fig.get_figheight(), 1, 1))
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path) -> Path:
+    # as plots._save, keeping the layout drawn above
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
 def write_report(report: Report, out) -> list[Path]:
     """Write <name>.md, <name>.json and, when matplotlib is installed, <name>.png into `out`."""
     from .plots import have_matplotlib
@@ -586,7 +865,8 @@ def write_report(report: Report, out) -> list[Path]:
         atomic_write_text(out / f"{name}.json", to_json(report)),
     ]
     if have_matplotlib():
-        paths.insert(0, plot(report, out / f"{name}.png"))
+        draw = plot_panels if report.comparison.epochs is not None else plot
+        paths.insert(0, draw(report, out / f"{name}.png"))
     else:
         print(
             f"notice: matplotlib is not installed, so {name}.png was not drawn (pip install matplotlib)",
@@ -610,7 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
         + "; all: each of them in turn. "
         f"Default length: {FULL_ITERS} iterations on MNIST (batch {BATCH_SIZE}); --quick: "
         f"{QUICK_ITERS} iterations on the offline digits (or on {QUICK_SUBSET[0]} MNIST samples "
-        f"with --dataset mnist). Writes <name>.png, <name>.md and <name>.json into --out.",
+        f"with --dataset mnist); batchnorm, overfit and cnn run for the book's number of epochs "
+        f"instead. Writes <name>.png, <name>.md and <name>.json into --out.",
     )
     p.add_argument("comparison", choices=names, metavar="COMPARISON",
                    help=f"one of: {', '.join(names)}")  # fmt: skip
@@ -683,8 +964,12 @@ def run(args, argv) -> int:
 def _run_all(args, names, dataset, be, load, out, command, runner) -> int:
     for name in names:
         c = COMPARISONS[name]
-        iters = args.iters or (QUICK_ITERS if args.quick else FULL_ITERS)
-        print(f"{name}: {c.summary}; {iters} iterations each")
+        if args.iters or c.epochs is None:
+            iters = args.iters or (QUICK_ITERS if args.quick else FULL_ITERS)
+            print(f"{name}: {c.summary}; {iters} iterations each")
+        else:
+            epochs = (c.quick_epochs or c.epochs) if args.quick else c.epochs
+            print(f"{name}: {c.summary}; {epochs:g} epochs each")
         report = run_comparison(
             name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
             on_outcome=_print_outcome, runner=runner,
