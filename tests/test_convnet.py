@@ -274,7 +274,7 @@ def test_resumed_simple_cnn_run_is_bit_identical(tmp_path):
 def test_batch_norm_running_statistics_are_saved_and_restored(tmp_path):
     from xpnet.train import TrainConfig, Trainer
 
-    config = TrainConfig(model="deep-cnn", batchnorm=True, iters=6, batch_size=50, seed=0)
+    config = TrainConfig(model="deep-cnn", batchnorm=True, iters=6, batch_size=50, device="cpu")
     trainer = Trainer(config, _digits(), tmp_path, verbose=False, progress=False)
     trainer.run()
     buffers = trainer.net.buffers
