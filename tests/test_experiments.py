@@ -373,3 +373,24 @@ def test_panel_plots_draw_one_panel_per_facet_and_one_legend(tmp_path, monkeypat
         "MLP train", "MLP test", "SimpleConvNet train", "SimpleConvNet test"
     ]  # fmt: skip
     assert [r["network"] for r in table(markdown(cnn))] == ["64-50-10", "conv 30@5x5-pool-100-10"]
+
+
+def test_a_failure_after_the_output_folder_was_made_leaves_no_empty_folder(tmp_path, monkeypatch):
+    from xpnet.errors import XpnetError
+
+    def refuse(*args, **kwargs):
+        raise XpnetError("no scheduler at tcp://127.0.0.1:1")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(experiments, "open_runner", refuse)
+    assert main(["lr", "--quick", "--iters", "5"]) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert main(["lr", "--quick", "--iters", "5", "--out", str(tmp_path / "a" / "b")]) == 1
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_negative_seed_is_a_usage_error_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["lr", "--quick", "--seed", "-1"]) == 2
+    assert "--seed: must be an integer >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

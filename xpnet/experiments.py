@@ -20,6 +20,7 @@ the training and/or test accuracy as the comparison's `curves` say.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -31,11 +32,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .backend import BACKENDS, Backend, resolve
-from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command
+from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command, seed_int
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DataError, TrainingDiverged, choose
 from .fileio import atomic_write, atomic_write_text
 from .optimizers import OPTIMIZERS
+from .progress import safe_print
 from .search import Runner, add_runner_options, open_runner
 from .train import Interrupted, TrainConfig, Trainer, new_run_dir
 
@@ -908,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "it can be had, else digits; digits with --quick)")  # fmt: skip
     p.add_argument("--iters", type=positive_int, default=None, metavar="N",
                    help=f"iterations per variant (default: {FULL_ITERS}; {QUICK_ITERS} with --quick)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, metavar="S",
+    p.add_argument("--seed", type=seed_int, default=0, metavar="S",
                    help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
@@ -921,17 +923,17 @@ def _print_outcome(o: Outcome) -> None:
     if o.final:
         f = o.final
         note = "" if o.status == "ok" else f"  {o.status}"
-        print(f"  {o.label:<26} test acc {f['test_acc']:.4f}  train acc {f['train_acc']:.4f}  "
-              f"{o.seconds:6.1f} s{note}", flush=True)  # fmt: skip
+        safe_print(f"  {o.label:<26} test acc {f['test_acc']:.4f}  train acc {f['train_acc']:.4f}  "
+                   f"{o.seconds:6.1f} s{note}")  # fmt: skip
     else:
         time_ = f"  {o.seconds:6.1f} s" if o.history else ""
-        print(f"  {o.label:<26} {o.status}{time_}", flush=True)
+        safe_print(f"  {o.label:<26} {o.status}{time_}")
 
 
 def _print_dataset(d: Dataset) -> None:
     if d.notice:
         print(f"notice: {d.notice}", file=sys.stderr)
-    print(
+    safe_print(
         f"dataset: {d.name} from {d.source} ({len(d.x_train)} train / {len(d.x_test)} test samples)"
     )
 
@@ -940,25 +942,36 @@ def run(args, argv) -> int:
     names = list(COMPARISONS) if args.comparison == "all" else [args.comparison]
     dataset = args.dataset or ("digits" if args.quick else "auto")
     be = resolve(args.device, args.backend)
-    print(f"backend: {be}, dtype float32")
+    safe_print(f"backend: {be}, dtype float32")
     load = DataCache(args.data_dir, args.quick, on_load=_print_dataset)
     if names != ["dataset"]:
         load(dataset)  # a missing or broken dataset is an error before anything runs
     if args.dataset and "dataset" in names:
         print("notice: the dataset comparison trains on each dataset; --dataset applies to the others",
               file=sys.stderr)  # fmt: skip
-    out = Path(args.out) if args.out else new_run_dir("runs", f"compare-{args.comparison}")
-    # a comparison writes only its own NAME.png/.md/.json, so a shared folder (docs/img) is fine
-    prepare_output_folder(out, reuse=True)
-    print(f"output:  {out}")
-    command = "python scripts/compare.py " + shlex.join(argv)
-    runner = open_runner(args.workers, args.scheduler)
+    created: list[Path] = []
+    if args.out:
+        out = Path(args.out)
+        # a comparison writes only its own NAME.png/.md/.json, so a shared folder (docs/img) is fine
+        prepare_output_folder(out, created, reuse=True)
+    else:
+        out = new_run_dir("runs", f"compare-{args.comparison}")
+        created.append(out)
     try:
-        if type(runner) is not Runner:
-            print(f"running the variants {runner.where}")
-        return _run_all(args, names, dataset, be, load, out, command, runner)
+        safe_print(f"output:  {out}")
+        command = "python scripts/compare.py " + shlex.join(argv)
+        runner = open_runner(args.workers, args.scheduler)
+        try:
+            if type(runner) is not Runner:
+                safe_print(f"running the variants {runner.where}")
+            return _run_all(args, names, dataset, be, load, out, command, runner)
+        finally:
+            runner.close()
     finally:
-        runner.close()
+        # a comparison that failed before writing anything leaves no empty folder behind
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _run_all(args, names, dataset, be, load, out, command, runner) -> int:
@@ -966,17 +979,17 @@ def _run_all(args, names, dataset, be, load, out, command, runner) -> int:
         c = COMPARISONS[name]
         if args.iters or c.epochs is None:
             iters = args.iters or (QUICK_ITERS if args.quick else FULL_ITERS)
-            print(f"{name}: {c.summary}; {iters} iterations each")
+            safe_print(f"{name}: {c.summary}; {iters} iterations each")
         else:
             epochs = (c.quick_epochs or c.epochs) if args.quick else c.epochs
-            print(f"{name}: {c.summary}; {epochs:g} epochs each")
+            safe_print(f"{name}: {c.summary}; {epochs:g} epochs each")
         report = run_comparison(
             name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
             on_outcome=_print_outcome, runner=runner,
         )  # fmt: skip
         report.command = command
         paths = write_report(report, out)
-        print(f"wrote {out}/{{{', '.join(p.name for p in paths)}}}")
+        safe_print(f"wrote {out}/{{{', '.join(p.name for p in paths)}}}")
         if report.interrupted is not None:
             print("interrupted: the finished variants are in the files above", file=sys.stderr)
             return 128 + report.interrupted
