@@ -378,3 +378,26 @@ def test_initial_overflow_of_the_weight_decay_blames_the_weight_decay(tmp_path):
         match=r"before the first update.*weight decay 1e\+308.*smaller --weight-decay",
     ):
         Trainer(config(weight_decay=1e308), blobs(), tmp_path, verbose=False).run()
+
+
+def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
+    """The Trainer gathers the uint8 codes and normalizes each batch: the same weights, exactly."""
+    import dataclasses
+
+    from xpnet.datasets import load_dataset
+
+    pytest.importorskip("sklearn")
+    data = load_dataset("digits")
+    assert data.codes_train is not None and data.scale == 16
+    floats = dataclasses.replace(data, codes_train=None, scale=None)
+    params = []
+    for d in (data, floats):
+        config = TrainConfig(iters=60, batch_size=50, seed=3, hidden=[20], device=backend)
+        trainer = Trainer(config, d, verbose=False, progress=False, backend=backend)
+        assert (trainer.data.codes_train is not None) == (d is data)
+        if d is data:
+            assert_on(trainer.data.codes_train, backend, "uint8", (1497, 64))
+        trainer.run()
+        params.append({k: to_numpy(v).copy() for k, v in trainer.net.params.items()})
+    for key, value in params[1].items():
+        np.testing.assert_array_equal(params[0][key], value)
