@@ -381,7 +381,7 @@ def test_initial_overflow_of_the_weight_decay_blames_the_weight_decay(tmp_path):
 
 
 def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
-    """The Trainer gathers the uint8 codes and normalizes each batch: the same weights, exactly."""
+    """On NumPy the Trainer gathers uint8 codes and normalizes each batch: the same weights."""
     import dataclasses
 
     from xpnet.datasets import load_dataset
@@ -394,8 +394,9 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
     for d in (data, floats):
         config = TrainConfig(iters=60, batch_size=50, seed=3, hidden=[20], device=backend)
         trainer = Trainer(config, d, verbose=False, progress=False, backend=backend)
-        assert (trainer.data.codes_train is not None) == (d is data)
-        if d is data:
+        # NumPy only: elsewhere the extra cast costs more than the smaller gather saves
+        assert (trainer.data.codes_train is not None) == (d is data and backend.name == "numpy")
+        if trainer.data.codes_train is not None:
             assert_on(trainer.data.codes_train, backend, "uint8", (1497, 64))
         trainer.run()
         params.append({k: to_numpy(v).copy() for k, v in trainer.net.params.items()})
