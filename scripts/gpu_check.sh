@@ -10,6 +10,11 @@
 # reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
 # into a private folder first. MNIST is read from .gpu/mnist/ (git-ignored) or $XPNET_MNIST_DIR;
 # without it the benchmark uses synthetic data of MNIST's shape. Every result lands in OUTDIR.
+# Preparing both on a machine with pip (the GPU machine's Python was 3.12):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl array-api-compat
+#   mkdir -p .gpu/mnist && cp /path/to/mnist/*-ubyte.gz .gpu/mnist/
+# The H200 run of this script took 231 s for: cold, tests (CuPy only, 100 s limit), bench, cnn and a
+# 60 s DeepConvNet run; the torch-CUDA tests need about as long again as the CuPy ones.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
