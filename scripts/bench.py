@@ -46,7 +46,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     from xpnet.fileio import atomic_write_text
     from xpnet.network import MultiLayerNet
     from xpnet.progress import safe_print
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.train import TrainConfig, Trainer, epoch_order
 except KeyboardInterrupt:
     print("\ninterrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)
@@ -160,7 +160,7 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
         e, k = divmod(i, steps)
         if e != epoch:
             epoch = e
-            order = torch.from_numpy(np.random.default_rng([seed, e]).permutation(n)).to(dev)
+            order = torch.from_numpy(epoch_order(seed, e, n)).to(dev)
         idx = order[k * B : (k + 1) * B]
         loss = torch.nn.functional.cross_entropy(
             model(x_train.index_select(0, idx)), t_train.index_select(0, idx)

@@ -14,7 +14,7 @@ import numpy as np
 
 from xpnet.backend import resolve, synchronize, to_numpy
 from xpnet.network import count_correct
-from xpnet.train import TrainConfig, Trainer
+from xpnet.train import TrainConfig, Trainer, epoch_order
 
 
 def _config(cfg, iters: int, seed: int) -> TrainConfig:
@@ -30,15 +30,8 @@ def _batches(n: int, batch: int, seed: int, iters: int):
     for i in range(iters):
         epoch, k = divmod(i, steps)
         if k == 0 or i == 0:
-            order = np.random.default_rng([seed, epoch]).permutation(n)
+            order = epoch_order(seed, epoch, n)
         yield order[k * batch : (k + 1) * batch]
-
-
-class _Quiet:  # no signal arrives, no progress bar is drawn
-    signum = None
-
-    def update(self):
-        pass
 
 
 def run_xpnet(data, cfg, iters: int, seed: int, device: str, backend: str) -> dict:
@@ -47,7 +40,7 @@ def run_xpnet(data, cfg, iters: int, seed: int, device: str, backend: str) -> di
     net = trainer.net
     synchronize(trainer.data.x_train)
     start = time.perf_counter()
-    trainer._steps(iters, _Quiet(), _Quiet())
+    trainer.advance(iters)
     synchronize(net.params["W1"])
     seconds = time.perf_counter() - start
     d = trainer.data
@@ -102,7 +95,7 @@ def run_torch(data, cfg, iters: int, seed: int, device: str) -> dict:
     for i in range(iters):
         epoch, k = divmod(i, steps)
         if k == 0 or order is None:
-            order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n)).to(dev)
+            order = torch.from_numpy(epoch_order(seed, epoch, n)).to(dev)
         idx = order[k * batch : (k + 1) * batch]
         loss = torch.nn.functional.cross_entropy(
             model(x.index_select(0, idx)), t.index_select(0, idx)

@@ -222,20 +222,11 @@ config = TrainConfig(device=device, backend="torch", hidden=[16], optimizer=opti
                      batch_size=20, iters=40, log_every=20)
 trainer = Trainer(config, data, verbose=False, progress=False)
 assert trainer.fused is not None
-
-
-class Quiet:  # no signal arrived; no progress bar
-    signum = None
-
-    def update(self):
-        pass
-
-
-trainer._steps(5, Quiet(), Quiet())  # first steps: kernels, caches, optimizer state
+trainer.advance(5)  # first steps: kernels, caches, optimizer state
 if device == "cuda":
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any host-GPU synchronization now raises
-trainer._steps(19, Quiet(), Quiet())  # steps 5..18 cross no epoch boundary (20 per epoch)
+trainer.advance(19)  # steps 5..18 cross no epoch boundary (20 per epoch)
 print("no synchronization in", trainer.iteration - 5, "steps")
 """
 

@@ -388,8 +388,8 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
 
     pytest.importorskip("sklearn")
     data = load_dataset("digits")
-    assert data.codes_train is not None and data.scale == 16
-    floats = dataclasses.replace(data, codes_train=None, scale=None)
+    assert data.scale == 16
+    floats = dataclasses.replace(data, scale=None)
     params = []
     for d in (data, floats):
         config = TrainConfig(iters=60, batch_size=50, seed=3, hidden=[20], device=backend)
@@ -402,3 +402,18 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
         params.append({k: to_numpy(v).copy() for k, v in trainer.net.params.items()})
     for key, value in params[1].items():
         np.testing.assert_array_equal(params[0][key], value)
+
+
+def test_features_changed_after_loading_are_trained_on_as_they_are():
+    """The codes are derived from x_train, so a changed x_train is never replaced by stale codes."""
+    from xpnet.datasets import load_dataset
+    from xpnet.train import uint8_codes
+
+    pytest.importorskip("sklearn")
+    data = load_dataset("digits")
+    codes = uint8_codes(data.x_train, data.scale)
+    np.testing.assert_array_equal(codes * np.float32(1 / 16), data.x_train)
+    data.x_train[0, 0] += 0.001  # e.g. an augmentation after loading
+    assert uint8_codes(data.x_train, data.scale) is None
+    trainer = Trainer(TrainConfig(iters=2, batch_size=50, hidden=[8]), data, verbose=False)
+    assert trainer.data.codes_train is None

@@ -60,6 +60,9 @@ class Backend:
     def zeros(self, shape, dtype="float32"):
         return self.xp.zeros(shape, dtype=self.dtype(dtype), device=self.device)
 
+    def ones(self, shape, dtype="float32"):
+        return self.xp.ones(shape, dtype=self.dtype(dtype), device=self.device)
+
     def __str__(self) -> str:
         return f"{self.name} on {self.device}"
 

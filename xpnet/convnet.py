@@ -68,7 +68,7 @@ class _Builder:
         return self.be.zeros((n,), self.dtype)
 
     def ones(self, n):
-        return self.be.xp.ones((n,), dtype=self.be.dtype(self.dtype), device=self.be.device)
+        return self.be.ones((n,), self.dtype)
 
     def conv(self, c_in, param, std):
         fn, fs = param["filter_num"], param["filter_size"]

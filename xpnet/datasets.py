@@ -300,9 +300,8 @@ class Dataset:
     image_shape: (C, H, W) of one image, flattened or not: (1, 28, 28) for MNIST, (3, 32, 32) for
     CIFAR-10, (1, 8, 8) for digits; inferred from 3-D or 4-D x when not given, else None.
     class_names: one name per class, e.g. "airplane" for CIFAR-10's class 0.
-    codes_train, scale: when x is normalized image data, the training images as the file's uint8
-    codes (shaped like x_train) and the divisor, so that x_train == codes_train · float32(1/scale)
-    exactly; the Trainer gathers these, a quarter of the bytes, and normalizes each batch.
+    scale: when x is normalized image data, the divisor it was normalized by (x = uint8 code ·
+    float32(1/scale)), from which the Trainer recovers the codes to gather a quarter of the bytes.
     """
 
     name: str
@@ -315,7 +314,6 @@ class Dataset:
     notice: str | None = None
     image_shape: tuple[int, int, int] | None = None
     class_names: tuple[str, ...] | None = None
-    codes_train: np.ndarray | None = field(default=None, repr=False)
     scale: int | None = None
 
     def __post_init__(self):
@@ -1010,16 +1008,8 @@ def load_dataset(
         notice=notice,
         image_shape=_image_shape(x_train),
         class_names=tuple(class_names),
-        codes_train=_codes(x_train, flatten) if normalize else None,
-        scale=scale if normalize else None,
+        scale=scale if normalize and x_train.dtype == np.uint8 else None,
     )
-
-
-def _codes(x: np.ndarray, flatten: bool) -> np.ndarray | None:
-    """The raw uint8 training images, shaped like the features (None for other dtypes)."""
-    if x.dtype != np.uint8:
-        return None
-    return x.reshape(len(x), -1) if flatten else x.reshape(len(x), *_image_shape(x))
 
 
 def load_mnist(normalize=True, flatten=True, one_hot_label=False, data_dir=None):

@@ -350,8 +350,9 @@ class MultiLayerNet(Network):
             layers.append(Affine(W, be.zeros((n_out,), dtype)))
             if i < len(sizes) - 2:
                 if batchnorm:
-                    ones = be.xp.ones((n_out,), dtype=dtype, device=be.device)
-                    layers.append(BatchNormalization(ones, be.zeros((n_out,), dtype)))
+                    layers.append(
+                        BatchNormalization(be.ones((n_out,), dtype), be.zeros((n_out,), dtype))
+                    )
                 layers.append(activation_cls())
                 if dropout_ratio:
                     seed_i = None if seed is None else seed * 1000 + i
