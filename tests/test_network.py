@@ -111,6 +111,22 @@ def test_accuracy_with_one_hot_labels_and_chunks(backend, rng):
     assert net.accuracy(x, onehot, batch_size=7) == expected
 
 
+def test_accuracy_runs_one_forward_per_chunk_and_checks_labels_first(backend, rng):
+    net = TwoLayerNet(8, 5, 4, device=backend, seed=0)
+    x, t = small_batch(backend, rng, n=25, dtype="float32")
+    first = net.layers["Affine1"]
+    calls = []
+    forward = first.forward
+    first.forward = lambda xb, train=False: calls.append(xb.shape[0]) or forward(xb, train)
+    net.accuracy(x, t, batch_size=10)
+    assert calls == [10, 10, 5]
+    calls.clear()
+    bad = backend.asarray(np.full(25, 4))
+    with pytest.raises(LabelError, match=r"must lie in 0\.\.3 for 4 classes"):
+        net.accuracy(x, bad, batch_size=10)
+    assert calls == [10], "the labels are refused after the first chunk, before any is compared"
+
+
 def test_input_dtype_is_cast_to_the_network_dtype(backend, rng):
     net = TwoLayerNet(8, 5, 4, device=backend)
     x, _ = small_batch(backend, rng, dtype="float64")

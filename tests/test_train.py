@@ -188,10 +188,13 @@ def test_bad_labels_are_caught_once_at_load():
     data = blobs()
     data.t_train = data.t_train.copy()
     data.t_train[3] = 7
-    with pytest.raises(DataError, match=r"labels must lie in 0\.\.3, got values 0\.\.7"):
+    with pytest.raises(
+        DataError,
+        match=r"^training data: class labels must lie in 0\.\.3 for 4 classes, got values from 0 to 7$",
+    ):
         Trainer(config(), data, None, progress=False)
     data.t_train = data.t_train.astype(np.float32)
-    with pytest.raises(DataError, match="labels must be integers"):
+    with pytest.raises(DataError, match="data: class labels must be integers"):
         Trainer(config(), data, None, progress=False)
 
 

@@ -31,17 +31,20 @@ def check_float_dtype(xp, dtype):
     return dtype
 
 
-def count_correct(predict, x, t, batch_size: int = 10_000):
+def count_correct(predict, x, t, batch_size: int = 10_000, check=None):
     """Number of rows of x whose top score under `predict` is the true class, as a 0-d array.
 
     Evaluated in chunks of `batch_size` so a whole training set fits in memory; `t` holds integer
-    labels or one-hot rows.
+    labels or one-hot rows. `check(scores_shape)`, when given, sees the whole input's scores shape
+    (rows of x, classes from the first chunk) before any label is compared.
     """
     xp = array_namespace(x)
     correct = None
     for start in range(0, x.shape[0], batch_size):
         stop = min(start + batch_size, x.shape[0])
         scores = predict(x[start:stop, ...])
+        if check is not None and correct is None:
+            check((x.shape[0], scores.shape[-1]))
         labels = t[start:stop, ...]
         if labels.ndim == 2:
             labels = xp.argmax(labels, axis=1)
@@ -203,10 +206,14 @@ class Network:
             x = xp.astype(x, self.dtype)
         return x, single
 
-    def _labels(self, t, scores_shape, single: bool):
+    def _label_batch(self, t, single: bool):
         self._same_place(t, "labels")
         if single and t.ndim < 2 and tuple(t.shape) != (1,):  # one label, or one one-hot row
             t = namespace_of(t).reshape(t, (1, *t.shape))
+        return t
+
+    def _labels(self, t, scores_shape, single: bool):
+        t = self._label_batch(t, single)
         check_labels(t, scores_shape)
         return t
 
@@ -283,10 +290,13 @@ class Network:
     def count_correct(self, x, t, batch_size: int | None = None):
         """Number of samples whose top score is the true class, as a 0-d device array."""
         x, single = self._input(x)
-        scores_shape = (x.shape[0], self._forward(x[:1, ...], train=False).shape[-1])
-        t = self._labels(t, scores_shape, single)
+        t = self._label_batch(t, single)
         return count_correct(
-            lambda xb: self._forward(xb, train=False), x, t, batch_size or self.eval_batch_size
+            lambda xb: self._forward(xb, train=False),
+            x,
+            t,
+            batch_size or self.eval_batch_size,
+            check=lambda scores_shape: check_labels(t, scores_shape),
         )
 
     def accuracy(self, x, t, batch_size: int | None = None) -> float:

@@ -30,8 +30,17 @@ from .checkpoint import (
     restore_params,
     save_checkpoint,
 )
-from .errors import ConfigError, DataError, TrainingDiverged, XpnetError, choose
+from .errors import (
+    ConfigError,
+    DataError,
+    LabelError,
+    ShapeError,
+    TrainingDiverged,
+    XpnetError,
+    choose,
+)
 from .fileio import atomic_write_text
+from .functions import check_labels
 from .fused import FusedStep
 from .initializers import parse_init
 from .network import MultiLayerNet, count_correct
@@ -273,15 +282,14 @@ def _codes_to_device(dataset, be: Backend, dtype: str, shape):
 
 
 def _check_labels(t: np.ndarray, num_classes: int, what: str) -> np.ndarray:
+    """`what`'s labels as int64 class indices (one-hot rows become their argmax), checked once."""
     t = np.asarray(t)
     if t.ndim == 2:  # one-hot rows
         t = t.argmax(axis=1)
-    if not np.issubdtype(t.dtype, np.integer):
-        raise DataError(f"{what} labels must be integers (or one-hot rows), got dtype {t.dtype}")
-    if t.size and (t.min() < 0 or t.max() >= num_classes):
-        raise DataError(
-            f"{what} labels must lie in 0..{num_classes - 1}, got values {t.min()}..{t.max()}"
-        )
+    try:
+        check_labels(t, (t.shape[0] if t.ndim else 0, num_classes))
+    except (LabelError, ShapeError) as error:
+        raise DataError(f"{what} data: {error}") from None
     return t.astype(np.int64, copy=False)
 
 
