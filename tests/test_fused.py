@@ -7,7 +7,7 @@ from conftest import assert_on
 from xpnet import fused
 from xpnet.backend import to_numpy
 from xpnet.fused import FusedStep, NumpyKernels, kernels_for, self_check
-from xpnet.network import MultiLayerNet
+from xpnet.network import MultiLayerNet, TwoLayerNet
 from xpnet.optimizers import make_optimizer
 
 TOL = {"float64": 1e-12, "float32": 3e-5}
@@ -133,11 +133,12 @@ def test_kernels_are_memoized_per_namespace(backend):
     assert fused.fused_enabled()
 
 
-def test_compiled_kernels_are_self_checked_once_without_recursion(monkeypatch):
+def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkeypatch, rng):
     """The path CuPy takes (compile, then self_check, which runs the optimizers), on NumPy.
 
     The first GPU run found the self-check recursing into itself through the optimizers; this
-    reproduces that path on the CPU with NumPy kernels marked as compiled.
+    reproduces that path on the CPU with NumPy kernels marked as compiled. Each (dtype, use) is
+    checked once, when first used, so a float32 ReLU run with SGD compiles nothing else.
     """
     import xpnet
 
@@ -148,24 +149,56 @@ def test_compiled_kernels_are_self_checked_once_without_recursion(monkeypatch):
 
     real_check = fused.self_check
 
-    def counting_check(be, kernels=None):
-        checks.append(type(kernels).__name__)
-        return real_check(be, kernels)
+    def counting_check(be, kernels=None, dtype=None, uses=fused.CHECKS):
+        checks.append((dtype, tuple(uses)))
+        return real_check(be, kernels, dtype, uses)
 
     monkeypatch.setattr(fused, "_KERNELS", {})
     monkeypatch.setattr(fused, "_factory", lambda xp: Compiled)
     monkeypatch.setattr(fused, "self_check", counting_check)
-    xp = xpnet.resolve("cpu").xp
-    kernels = kernels_for(xp)
-    assert type(kernels) is Compiled
-    assert checks == ["Compiled"]
-    assert kernels_for(xp) is kernels and checks == ["Compiled"]
+    be = xpnet.resolve("cpu")
+    kernels = kernels_for(be.xp)
+    assert type(kernels) is Compiled and checks == [], "asking for no use checks nothing"
+
+    net = TwoLayerNet(6, 5, 3, device=be)
+    x, t = be.asarray(rng.standard_normal((8, 6)), "float32"), be.asarray(rng.integers(0, 3, 8))
+    step = FusedStep.plan(net)
+    assert step is not None and step.kernels is kernels
+    opt = xpnet.SGD(0.1)
+    for _ in range(3):
+        step.forward_backward(x, t)
+        opt.update(net.params, net.grads)
+    assert checks == [("float32", ("relu",)), ("float32", ("sgd",))]
+    assert kernels.verified == {("float32", "relu"), ("float32", "sgd")}
+    assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is not None and len(checks) == 2
+    FusedStep.plan(MultiLayerNet(6, [5, 4], 3, "tanh", dtype="float64", device=be))
+    assert checks[2:] == [("float64", ("tanh",))]
+    # float16 is never checked, so the plain rules run for it, and nothing is disabled
+    assert kernels_for(be.xp, None, be.xp.float16, ("sgd",)) is None
+    assert kernels_for(be.xp, None, "float32", ("sgd",)) is kernels and len(checks) == 3
 
     class Broken(Compiled):
-        def bias_act(self, a, b, act):
-            return super().bias_act(a, b, act) + 1.0
+        def act_grad(self, dh, h, act):
+            return super().act_grad(dh, h, act) * 1.5
 
     monkeypatch.setattr(fused, "_KERNELS", {})
     monkeypatch.setattr(fused, "_factory", lambda xp: Broken)
-    with pytest.warns(fused.FusedKernelWarning, match="differs"):
-        assert kernels_for(xp) is None
+    assert kernels_for(be.xp, None, "float32", ("sgd",)) is not None, "its SGD kernel is right"
+    with pytest.warns(fused.FusedKernelWarning, match="relu network's W1 gradient differs"):
+        assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is None
+    assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the namespace"
+
+
+def test_self_check_covers_exactly_what_it_is_asked_for():
+    import xpnet
+
+    class WrongAdam(NumpyKernels):
+        def adam(self, p, g, m, v, *args):
+            super().adam(p, g, m, v, *args)
+            p += 1.0
+
+    be = xpnet.resolve("cpu")
+    assert self_check(be, WrongAdam(), "float32", ("relu", "sgd")) is None
+    assert "Adam update differs (float64)" in self_check(be, WrongAdam(), "float64", ("adam",))
+    with pytest.raises(ValueError, match="not \\['elu'\\]"):
+        self_check(be, WrongAdam(), None, ("elu",))

@@ -261,7 +261,8 @@ def resolve_dtype(xp, dtype):
 
 
 def dtype_name(xp, dtype) -> str:
-    """The standard name of a namespace dtype ("float32", "int64", ...)."""
+    """The standard name of a namespace dtype ("float32", "int64", ...), or of a name."""
+    dtype = resolve_dtype(xp, dtype)
     for name in (
         "float32",
         "float64",

@@ -27,7 +27,7 @@ import warnings
 
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
-from .backend import Backend, namespace_of
+from .backend import DTYPES, Backend, dtype_name, namespace_of
 from .layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
@@ -315,34 +315,50 @@ def fused_enabled() -> bool:
     return os.environ.get("XPNET_FUSED", "1") != "0"
 
 
-def kernels_for(xp, device=None):
+def kernels_for(xp, device=None, dtype=None, uses=()):
     """The fast kernels for a namespace (None where there are none, or XPNET_FUSED=0), memoized.
 
-    The compiled CuPy kernels check themselves against the layers on first use (`self_check`,
-    on `device`) and are replaced by None, with a FusedKernelWarning, if they fail.
+    The compiled CuPy kernels are checked against the layers (`self_check`, on `device`) the
+    first time each of `uses` is asked for in `dtype`: an activation's name ("relu", "sigmoid",
+    "tanh": the step's kernels for that activation) or an optimizer kernel ("sgd", "adam"). So a
+    run compiles and checks only what it uses (a CUDA compile takes a fraction of a second
+    each). If a check fails, the kernels are replaced by None, with a FusedKernelWarning.
     """
     if not fused_enabled():
         return None
-    if xp in _KERNELS:
-        return _KERNELS[xp]
-    factory = _factory(xp)
-    kernels = factory() if factory is not None else None
-    if kernels is not None and getattr(kernels, "compiled", False):
-        # the self-check runs the optimizers, which ask for these kernels: until it is done they
-        # get none (the plain rules), so the check never recurses into itself
-        _KERNELS[xp] = None
-        try:
-            problem = self_check(Backend(type(kernels).__name__, xp, device), kernels)
-        except Exception as exc:  # a compile or launch failure: report it, fall back
-            problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if problem is not None:
-            warnings.warn(
-                f"xpnet's {type(kernels).__name__} failed their self-check ({problem}); using "
-                f"the layers, which are correct but slower. Please report this.",
-                FusedKernelWarning,
-                stacklevel=2,
-            )
-            kernels = None
+    if xp not in _KERNELS:
+        factory = _factory(xp)
+        kernels = factory() if factory is not None else None
+        if getattr(kernels, "compiled", False):
+            kernels.verified = set()  # (dtype, use) pairs that passed self_check
+        _KERNELS[xp] = kernels
+    kernels = _KERNELS[xp]
+    if kernels is None or not getattr(kernels, "compiled", False):
+        return kernels
+    if not uses:
+        return kernels
+    dtype = dtype_name(xp, dtype)
+    if dtype not in DTYPES:  # checked in float32 and float64 only: plain rules elsewhere
+        return None
+    todo = [use for use in uses if (dtype, use) not in kernels.verified]
+    if not todo:
+        return kernels
+    # the self-check runs the optimizers, which ask for these kernels: until it is done they
+    # get none (the plain rules), so the check never recurses into itself
+    _KERNELS[xp] = None
+    try:
+        problem = self_check(Backend(type(kernels).__name__, xp, device), kernels, dtype, todo)
+    except Exception as exc:  # a compile or launch failure: report it, fall back
+        problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if problem is not None:
+        warnings.warn(
+            f"xpnet's {type(kernels).__name__} failed their self-check ({problem}); using "
+            f"the layers, which are correct but slower. Please report this.",
+            FusedKernelWarning,
+            stacklevel=2,
+        )
+        return None
+    kernels.verified.update((dtype, use) for use in todo)
     _KERNELS[xp] = kernels
     return kernels
 
@@ -385,12 +401,13 @@ class FusedStep:
             return None
         if not all(type(a) in ACTIVATION_NAMES for a in activations):
             return None
+        names = [ACTIVATION_NAMES[type(a)] for a in activations]
         if kernels is None:
             be = net.backend
-            kernels = kernels_for(be.xp, be.device)
+            kernels = kernels_for(be.xp, be.device, net.dtype, sorted(set(names)))
         if kernels is None:
             return None
-        return cls(net, affines, [ACTIVATION_NAMES[type(a)] for a in activations], kernels)
+        return cls(net, affines, names, kernels)
 
     def _hidden(self, x) -> list:
         """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""
@@ -428,13 +445,19 @@ class FusedStep:
         return loss
 
 
-def self_check(be: Backend, kernels=None) -> str | None:
+#: what self_check covers: an activation's step kernels, or an optimizer kernel
+CHECKS = ("relu", "sigmoid", "tanh", "sgd", "adam")
+
+
+def self_check(be: Backend, kernels=None, dtype=None, uses=CHECKS) -> str | None:
     """Compare the fused path with the layers on random networks; None when all agree.
 
-    Covers every activation, float32 and float64, more rows and more classes than a CUDA block
-    has threads, weight decay, an out-of-range label (NaN, never a read outside the row) and the
-    optimizers' kernels. Runs once per namespace for the compiled CuPy kernels, so a kernel that
-    fails to compile or computes wrong numbers costs speed, not correctness.
+    For each activation in `uses`: more rows and more classes than a CUDA block has threads,
+    weight decay and an out-of-range label (NaN, never a read outside the row); for "sgd" and
+    "adam", the optimizers that use them against their plain rules. In `dtype`, or float32 and
+    float64 when None. The compiled CuPy kernels run it once per (dtype, use) before their first
+    use, so a kernel that fails to compile or computes wrong numbers costs speed, not
+    correctness.
     """
     import numpy
 
@@ -445,48 +468,61 @@ def self_check(be: Backend, kernels=None) -> str | None:
         kernels = kernels_for(be.xp, be.device)
     if kernels is None:
         return None
+    unknown = set(uses) - set(CHECKS)
+    if unknown:
+        raise ValueError(f"self_check knows {CHECKS}, not {sorted(unknown)}")
     xp = be.xp
     rng = numpy.random.default_rng(0)
     tol = {"float32": 2e-4, "float64": 1e-10}
+    optimizers = {
+        "sgd": [lambda: SGD(0.1)],
+        "adam": [lambda: Adam(0.01), lambda: AdamW(0.01, weight_decay=0.1)],
+    }
 
-    def close(a, b, dtype) -> bool:
+    def close(a, b, name) -> bool:
         a, b = xp.astype(a, xp.float64), xp.astype(b, xp.float64)
-        return bool(xp.max(xp.abs(a - b)) <= tol[dtype] * (1.0 + float(xp.max(xp.abs(b)))))
+        return bool(xp.max(xp.abs(a - b)) <= tol[name] * (1.0 + float(xp.max(xp.abs(b)))))
 
-    for dtype in ("float32", "float64"):
-        for act, (n, d, h, c) in [("relu", (300, 7, 5, 3)), ("sigmoid", (9, 6, 4, 300)),
-                                  ("tanh", (5, 4, 3, 2))]:  # fmt: skip
-            net = MultiLayerNet(d, [h], c, act, "he", 0.01, device=be, dtype=dtype, seed=1)
-            net.set_params(
-                {k: be.asarray(rng.standard_normal(v.shape), dtype) for k, v in net.params.items()}
-            )
-            x = be.asarray(rng.standard_normal((n, d)), dtype)
-            t = be.asarray(rng.integers(0, c, n))
-            ref_loss = net.forward_backward(x, t)
-            ref = {k: xp.asarray(g, copy=True) for k, g in net.grads.items()}
-            step = FusedStep.plan(net, kernels)
-            loss = step.forward_backward(x, t)
-            if not close(loss, ref_loss, dtype):
-                return f"the {act} network's loss differs ({dtype}, {n} rows, {c} classes)"
-            for key, grad in net.grads.items():
-                if not close(grad, ref[key], dtype):
-                    return f"the {act} network's {key} gradient differs ({dtype})"
-            if not close(step.predict(x), net.predict(x), dtype):
-                return f"the {act} network's scores differ ({dtype})"
-            if act == "relu" and getattr(kernels, "checks_labels", False):
-                bad = be.asarray(numpy.array([0, c] + [1] * (n - 2)))
-                if not bool(xp.isnan(step.forward_backward(x, bad))):
-                    return "an out-of-range label did not give a NaN loss"
-        params = {"p": be.asarray(rng.standard_normal(50), dtype)}
-        grads = {"p": be.asarray(rng.standard_normal(50), dtype)}
-        for make in (lambda: SGD(0.1), lambda: Adam(0.01), lambda: AdamW(0.01, weight_decay=0.1)):
-            fast, plain = make(), make()
-            fast.kernels, plain.kernels = kernels, False
-            p_fast = {k: xp.asarray(v, copy=True) for k, v in params.items()}
-            p_plain = {k: xp.asarray(v, copy=True) for k, v in params.items()}
-            for _ in range(3):
-                fast.update(p_fast, grads)
-                plain.update(p_plain, grads)
-            if not close(p_fast["p"], p_plain["p"], dtype):
-                return f"the {type(fast).__name__} update differs ({dtype})"
+    for name in DTYPES if dtype is None else (dtype_name(xp, dtype),):
+        for use in uses:
+            for make in optimizers.get(use, ()):
+                params = {"p": be.asarray(rng.standard_normal(50), name)}
+                grads = {"p": be.asarray(rng.standard_normal(50), name)}
+                fast, plain = make(), make()
+                fast.kernels, plain.kernels = kernels, False
+                p_fast = {k: xp.asarray(v, copy=True) for k, v in params.items()}
+                p_plain = {k: xp.asarray(v, copy=True) for k, v in params.items()}
+                for _ in range(3):
+                    fast.update(p_fast, grads)
+                    plain.update(p_plain, grads)
+                if not close(p_fast["p"], p_plain["p"], name):
+                    return f"the {type(fast).__name__} update differs ({name})"
+            if use in optimizers:
+                continue
+            for n, d, h, c in [(300, 7, 5, 3), (9, 6, 4, 300)]:
+                net = MultiLayerNet(d, [h], c, use, "he", 0.01, device=be, dtype=name, seed=1)
+                net.set_params(
+                    {
+                        k: be.asarray(rng.standard_normal(v.shape), name)
+                        for k, v in net.params.items()
+                    }
+                )
+                x = be.asarray(rng.standard_normal((n, d)), name)
+                t = be.asarray(rng.integers(0, c, n))
+                ref_loss = net.forward_backward(x, t)
+                ref = {k: xp.asarray(g, copy=True) for k, g in net.grads.items()}
+                step = FusedStep.plan(net, kernels)
+                loss = step.forward_backward(x, t)
+                where = f"{name}, {n} rows, {c} classes"
+                if not close(loss, ref_loss, name):
+                    return f"the {use} network's loss differs ({where})"
+                for key, grad in net.grads.items():
+                    if not close(grad, ref[key], name):
+                        return f"the {use} network's {key} gradient differs ({where})"
+                if not close(step.predict(x), net.predict(x), name):
+                    return f"the {use} network's scores differ ({where})"
+                if getattr(kernels, "checks_labels", False):
+                    bad = be.asarray(numpy.array([0, c] + [1] * (n - 2)))
+                    if not bool(xp.isnan(step.forward_backward(x, bad))):
+                        return f"an out-of-range label did not give a NaN loss ({where})"
     return None

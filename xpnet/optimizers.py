@@ -117,7 +117,7 @@ class Optimizer:
             return None
         kernels = self.kernels
         if kernels is True:
-            kernels = kernels_for(namespace_of(like), device_of(like))
+            kernels = kernels_for(namespace_of(like), device_of(like), like.dtype, (name,))
         return getattr(kernels, name, None) if kernels is not None else None
 
     def _slot(self, slot: str, key: str, like, fill: float = 0.0, first=None):
