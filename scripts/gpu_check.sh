@@ -3,8 +3,8 @@
 #
 #   bash scripts/gpu_check.sh OUTDIR [PARTS...]
 #
-# PARTS (default: all, in this order): cold tests train bench cnn accuracy. Each part has its own
-# time limit, so one slow part cannot starve the others.
+# PARTS (default: all, in this order): cold tests train bench cnn profile accuracy. Each part
+# has its own time limit, so one slow part cannot starve the others.
 #
 # Needs numpy, cupy, pytest (and torch for the torch rows) and array-api-compat; where pip cannot
 # reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
 shift || true
-parts=${*:-cold tests train bench cnn accuracy}
+parts=${*:-cold tests train bench cnn profile accuracy}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -80,6 +80,14 @@ if has cnn; then
     timeout "${XPNET_CNN_LIMIT:-240}" python3 scripts/bench.py --configs simple-cnn --runners $runners \
         --repeat 1 --json "$out/bench-cnn.json" \
         2>&1 | tee "$out/bench-cnn.txt"
+fi
+if has profile; then
+    stamp profile
+    # where each step's time goes: host (launch) and device time of every part, CuPy and torch
+    for backend in ${XPNET_PROFILE_BACKENDS:-cupy torch}; do
+        timeout "${XPNET_PROFILE_LIMIT:-90}" python3 scripts/profile_step.py --device cuda \
+            --backend "$backend" --json "$out/profile-$backend.json" 2>&1 | tee -a "$out/profile.txt"
+    done
 fi
 if has accuracy; then
     stamp accuracy

@@ -101,3 +101,47 @@ def test_bench_failing_runner_is_one_line(monkeypatch, capsys):
     assert bench.main(["--quick", "--configs", "large", "--runners", "xpnet-numpy"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "error: runner xpnet-numpy failed: ValueError: boom"
+
+
+def _profile_step():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import profile_step
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return profile_step
+
+
+@pytest.mark.parametrize("config", ["slides", "simple-cnn"])
+def test_profile_step_times_every_part_of_a_step(config, backend):
+    profile_step = _profile_step()
+    rows = profile_step.profile(config, backend, None, repeat=2, warmup=1)
+    parts = [r["part"] for r in rows]
+    assert parts[0] == "whole step: forward + backward + update"
+    layers = ["Affine1", "ReLU1", "Affine2"] if config == "slides" else ["Convolution1", "Pooling1"]
+    for name in layers:
+        assert f"{name}.forward" in parts and f"{name}.backward" in parts
+    for r in rows:
+        assert r["host_us"] > 0 and r["device_us"] > 0 and r["calls"] >= 1, r
+        if r["part"].endswith((".forward", ".backward")):
+            assert r["in_step_us"] > 0, r
+    kernels = [r for r in rows if r["part"].startswith("kernel ")]
+    has_kernels = backend.name in ("numpy", "torch", "cupy")
+    assert bool(kernels) == has_kernels, parts
+    if has_kernels and config == "slides":
+        # one step of the 784-50-10 net: bias+ReLU, softmax-cross-entropy, ReLU's derivative
+        assert {r["part"].split(" (")[0] for r in kernels} >= {
+            "kernel bias_act", "kernel softmax_xent", "kernel act_grad"
+        }  # fmt: skip
+    text = profile_step.table(config, rows)
+    assert text.count("\n| ") == len(rows) + 1 + bool(kernels)
+
+
+def test_profile_step_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    args = ["--configs", "slides", "--repeat", "2", "--warmup", "1", "--json", str(out)]
+    assert _profile_step().main(args) == 0
+    assert "| whole step: forward + backward + update | 1 |" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["repeat"] == 2 and saved["configs"]["slides"][0]["host_us"] > 0
+    assert _profile_step().main(["--configs", "nope"]) == 2

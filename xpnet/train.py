@@ -431,7 +431,7 @@ class Trainer:
             self._perm = (epoch, self.be.asarray(perm))
         return self._perm[1]
 
-    def _blas_threads(self):
+    def blas_threads(self):
         """A context in which the training steps run: on NumPy, BLAS on one thread when the step's
         products are small (batch × parameters under SMALL_STEP), all threads otherwise."""
         n_params = sum(math.prod(p.shape) for p in self.net.params.values())
@@ -450,7 +450,7 @@ class Trainer:
 
     def _steps(self, stop: int, stop_signals: _StopSignals, bar: Progress) -> None:
         """Run updates until `self.iteration == stop` (or a signal arrives)."""
-        with self._blas_threads():
+        with self.blas_threads():
             self._run_steps(stop, stop_signals, bar)
 
     def _run_steps(self, stop: int, stop_signals: _StopSignals, bar: Progress) -> None:
