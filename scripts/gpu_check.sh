@@ -54,7 +54,7 @@ if has tests; then
     stamp tests
     # every backend-parametrized test, restricted to the GPU backends, and the GPU-only tests;
     # the whole log is kept, the summary printed
-    files=$(ls tests/test_{layers,network,fused,optimizers,train,backend,core,slides,conv,batchnorm_dropout,convnet,visualize}.py 2>/dev/null)
+    files=$(ls tests/test_{layers,network,fused,optimizers,train,backend,core,slides,conv,batchnorm_dropout,convnet,visualize,bench}.py 2>/dev/null)
     # SIGINT at the limit: pytest then still prints the summary of what ran
     XPNET_TEST_BACKENDS=${XPNET_GPU_BACKENDS:-cupy,torch-cuda} timeout -s INT "${XPNET_TEST_LIMIT:-400}" python3 -m pytest -q -p no:cacheprovider \
         -o filterwarnings=error -m "not slow" -rfEs --tb=short $files > "$out/pytest.txt" 2>&1
