@@ -330,24 +330,27 @@ def kernels_for(xp, device=None, dtype=None, uses=()):
         factory = _factory(xp)
         kernels = factory() if factory is not None else None
         if getattr(kernels, "compiled", False):
-            kernels.verified = set()  # (dtype, use) pairs that passed self_check
+            # (dtype, use) pairs that passed self_check, the dtype by name and as it was given
+            kernels.verified = set()
         _KERNELS[xp] = kernels
     kernels = _KERNELS[xp]
     if kernels is None or not getattr(kernels, "compiled", False):
         return kernels
-    if not uses:
+    # the optimizers ask at every update: a dtype seen before is found without naming it
+    if all((dtype, use) in kernels.verified for use in uses):
         return kernels
-    dtype = dtype_name(xp, dtype)
-    if dtype not in DTYPES:  # checked in float32 and float64 only: plain rules elsewhere
+    name = dtype_name(xp, dtype)
+    if name not in DTYPES:  # checked in float32 and float64 only: plain rules elsewhere
         return None
-    todo = [use for use in uses if (dtype, use) not in kernels.verified]
+    todo = [use for use in uses if (name, use) not in kernels.verified]
     if not todo:
+        kernels.verified.update((dtype, use) for use in uses)
         return kernels
     # the self-check runs the optimizers, which ask for these kernels: until it is done they
     # get none (the plain rules), so the check never recurses into itself
     _KERNELS[xp] = None
     try:
-        problem = self_check(Backend(type(kernels).__name__, xp, device), kernels, dtype, todo)
+        problem = self_check(Backend(type(kernels).__name__, xp, device), kernels, name, todo)
     except Exception as exc:  # a compile or launch failure: report it, fall back
         problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if problem is not None:
@@ -358,7 +361,7 @@ def kernels_for(xp, device=None, dtype=None, uses=()):
             stacklevel=2,
         )
         return None
-    kernels.verified.update((dtype, use) for use in todo)
+    kernels.verified.update((key, use) for use in uses for key in (name, dtype))
     _KERNELS[xp] = kernels
     return kernels
 
