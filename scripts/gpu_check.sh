@@ -3,8 +3,9 @@
 #
 #   bash scripts/gpu_check.sh OUTDIR [PARTS...]
 #
-# PARTS (default: all, in this order): cold tests train bench cnn profile accuracy. Each part
-# has its own time limit, so one slow part cannot starve the others.
+# PARTS (default, in this order): cold tests train bench cnn profile; `accuracy` (the book's CNNs
+# trained on the GPU) runs only when named. Each part has its own time limit, so one slow part
+# cannot starve the others.
 #
 # Needs numpy, cupy, pytest (and torch for the torch rows) and array-api-compat; where pip cannot
 # reach an index, put the wheels of what is missing in .whl/ (git-ignored): they are installed
@@ -14,12 +15,15 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl array-api-compat
 #   mkdir -p .gpu/mnist && cp /path/to/mnist/*-ubyte.gz .gpu/mnist/
 # The H200 run of this script took 231 s for: cold, tests (CuPy only, 100 s limit), bench, cnn and a
-# 60 s DeepConvNet run; the torch-CUDA tests need about as long again as the CuPy ones.
+# 60 s DeepConvNet run; the torch-CUDA tests need about as long again as the CuPy ones. A device
+# call may last 600 s: the default parts with XPNET_TEST_LIMIT=250 should fit one call (profile:
+# about 60 s, not yet run on a GPU); run `tar czf $OUT/all.tgz -C OUTDIR .` after it, since only
+# 8 files come back from a call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/xpnet-gpu-check}}
 shift || true
-parts=${*:-cold tests train bench cnn profile accuracy}
+parts=${*:-cold tests train bench cnn profile}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
