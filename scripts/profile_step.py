@@ -104,17 +104,16 @@ def _copy(a):
     return a
 
 
-def _replay(calls) -> list[tuple[str, int, object]]:
-    """(label, calls per step, function) for each distinct recorded kernel call."""
+def _replay(calls) -> list[tuple[str, int, str, tuple]]:
+    """(label, calls per step, kernel name, copied arguments) for each distinct recorded call."""
     seen: dict[str, list] = {}
     for name, args in calls:
         label = f"kernel {name} ({_shapes(args)})"
         if label in seen:
-            seen[label][0] += 1
+            seen[label][1] += 1
         else:
-            copies = tuple(_copy(a) for a in args)
-            seen[label] = [1, lambda f=name, c=copies, k=None: None, name, copies]
-    return [(label, n, (name, copies)) for label, (n, _, name, copies) in seen.items()]
+            seen[label] = [name, 1, tuple(_copy(a) for a in args)]
+    return [(label, n, name, copies) for label, (name, n, copies) in seen.items()]
 
 
 def time_in_step(net, x, t, repeat: int, warmup: int) -> dict[str, float]:
@@ -172,14 +171,20 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
         host, dev = timer(fn)
         rows.append({"part": part, "calls": calls, "host_us": host, "device_us": dev})
 
+    def forward_backward():
+        if fused is not None:
+            return fused.forward_backward(x, t)
+        return net.forward_backward(x, t, check=False)
+
     def step():
-        opt.update(net.params, (fused or net).forward_backward(x, t) and net.grads)
+        forward_backward()
+        opt.update(net.params, net.grads)
 
     add("whole step: forward + backward + update", step)
     add("gather the batch (two takes)", lambda: (xp.take(d.x_train, idx, axis=0),
                                                 xp.take(d.t_train, idx, axis=0)))  # fmt: skip
     if fused is not None:
-        add("forward + backward, fused", lambda: fused.forward_backward(x, t))
+        add("forward + backward, fused", forward_backward)
     add("forward + backward, layers", lambda: net.forward_backward(x, t, check=False))
     add("optimizer update", lambda: opt.update(net.params, net.grads))
 
@@ -229,7 +234,7 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
             if fused is not None:
                 fused.kernels = saved[0]
             opt.kernels = saved[1]
-        for label, n, (name, copies) in _replay(recorder.calls):
+        for label, n, name, copies in _replay(recorder.calls):
             fn = getattr(kernels, name)
             add(label, lambda f=fn, c=copies: f(*c), n)
     return rows
