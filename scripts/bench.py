@@ -46,7 +46,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     from xpnet.fileio import atomic_write_text
     from xpnet.network import MultiLayerNet
     from xpnet.progress import safe_print
-    from xpnet.train import TrainConfig, Trainer, epoch_order
+    from xpnet.train import TrainConfig, Trainer
 except KeyboardInterrupt:
     print("\ninterrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)
@@ -132,8 +132,8 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
     t_train = torch.from_numpy(data.t_train.astype(np.int64)).to(dev)
     x_test = torch.from_numpy(data.x_test).to(dev)
     t_test = torch.from_numpy(data.t_test.astype(np.int64)).to(dev)
-    n, B = x_train.shape[0], cfg.batch_size
-    steps = n // B
+    steps = x_train.shape[0] // cfg.batch_size
+    losses = []
 
     @torch.no_grad()
     def accuracy(x, t):
@@ -149,28 +149,18 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
             losses.clear()
         return accuracy(x_train, t_train), accuracy(x_test, t_test)
 
+    def after_step(i, loss):
+        losses.append(loss.detach())
+        if (i + 1) % log_every == 0 and i + 1 < iters:
+            log_line()
+
     # the Trainer's schedule: a log line before the first update, every epoch (or never), at the end
     log_every = steps if cfg.eval_each_epoch else iters
     if dev.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    losses, order, epoch = [], None, -1
     log_line()
-    for i in range(iters):
-        e, k = divmod(i, steps)
-        if e != epoch:
-            epoch = e
-            order = torch.from_numpy(epoch_order(seed, e, n)).to(dev)
-        idx = order[k * B : (k + 1) * B]
-        loss = torch.nn.functional.cross_entropy(
-            model(x_train.index_select(0, idx)), t_train.index_select(0, idx)
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-        if (i + 1) % log_every == 0 and i + 1 < iters:
-            log_line()
+    bench_cnn.torch_train(model, opt, x_train, t_train, seed, iters, cfg.batch_size, after_step)
     _, test_acc = log_line()
     return {"seconds": time.perf_counter() - start, "test_acc": test_acc}
 

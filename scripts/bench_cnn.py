@@ -64,6 +64,30 @@ def run_book(data, cfg, iters: int, seed: int) -> dict:
     return {"seconds": seconds, "test_acc": float(test_acc)}
 
 
+def torch_train(model, opt, x, t, seed: int, iters: int, batch: int, after_step=None) -> None:
+    """`iters` eager PyTorch steps on xpnet's minibatches (a permutation per epoch drawn from
+    (seed, epoch), gathered on the device): cross-entropy, backward, `opt.step()`, then
+    `after_step(i, loss)` if given. The PyTorch reference of every bench.py configuration."""
+    import torch
+
+    n = x.shape[0]
+    steps = n // batch
+    order = None
+    for i in range(iters):
+        epoch, k = divmod(i, steps)
+        if k == 0 or order is None:
+            order = torch.from_numpy(epoch_order(seed, epoch, n)).to(x.device)
+        idx = order[k * batch : (k + 1) * batch]
+        loss = torch.nn.functional.cross_entropy(
+            model(x.index_select(0, idx)), t.index_select(0, idx)
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(i, loss)
+
+
 def run_torch(data, cfg, iters: int, seed: int, device: str) -> dict:
     """Plain PyTorch: nn.Conv2d/MaxPool2d/Linear, F.cross_entropy, torch.optim.Adam, eager."""
     import torch
@@ -86,23 +110,10 @@ def run_torch(data, cfg, iters: int, seed: int, device: str) -> dict:
     shape = (-1, *data.image_shape)
     x = torch.from_numpy(data.x_train.reshape(shape)).to(dev)
     t = torch.from_numpy(data.t_train.astype(np.int64)).to(dev)
-    n, batch = x.shape[0], cfg.batch_size
-    steps = n // batch
     if dev.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    order = None
-    for i in range(iters):
-        epoch, k = divmod(i, steps)
-        if k == 0 or order is None:
-            order = torch.from_numpy(epoch_order(seed, epoch, n)).to(dev)
-        idx = order[k * batch : (k + 1) * batch]
-        loss = torch.nn.functional.cross_entropy(
-            model(x.index_select(0, idx)), t.index_select(0, idx)
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    torch_train(model, opt, x, t, seed, iters, cfg.batch_size)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
