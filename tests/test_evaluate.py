@@ -158,3 +158,35 @@ def test_evaluate_command_errors_are_one_line(args, message, digits_model, tmp_p
     result = _script(*args, cwd=tmp_path)
     assert result.returncode in (1, 2)
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
+    from xpnet import evaluate as module
+
+    config = TrainConfig(dataset="digits", hidden=[16], batchnorm=True, iters=60, batch_size=50,
+                         seed=1, log_every=60)  # fmt: skip
+    data = xpnet.load_dataset("digits")
+    Trainer(config, data, tmp_path, verbose=False, progress=False).run()
+    restored = []
+    real = module.restore_params
+    monkeypatch.setattr(module, "restore_params", lambda net, c: restored.append(c) or real(net, c))
+    ev = evaluate(tmp_path, formats=("bfloat16",))
+    ckpt = xpnet.checkpoint.load_checkpoint(tmp_path / "model.npz")
+    assert ckpt.buffers, "a batch-norm network saves its running statistics"
+    assert len(restored) == 2
+    for key, value in ckpt.buffers.items():
+        np.testing.assert_array_equal(restored[0].buffers[key], value)
+        np.testing.assert_array_equal(restored[1].buffers[key], round_to(value, "bfloat16"))
+        assert not np.array_equal(value, round_to(value, "bfloat16")), key
+    net = xpnet.load_model(tmp_path / "model.npz")
+    be = net.backend
+    net.set_params(
+        {k: be.asarray(round_to(v, "bfloat16")) for k, v in {**ckpt.params, **ckpt.buffers}.items()}
+    )
+    x = be.asarray(round_to(data.x_test.reshape(len(data.x_test), -1), "bfloat16"))
+    t = be.asarray(data.t_test)
+    assert ev.results[1].accuracy == net.accuracy(x, t)
+    assert ev.results[0].accuracy == xpnet.load_model(tmp_path / "model.npz").accuracy(
+        be.asarray(data.x_test.reshape(len(data.x_test), -1)), t
+    )

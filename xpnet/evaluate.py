@@ -70,16 +70,22 @@ def evaluate(
         errors = int(np.count_nonzero(pred != t))
         return pred, Result(name, (len(t) - errors) / len(t), errors, changed, len(t))
 
+    def rounded(arrays: dict, fmt: str) -> dict:  # integer buffers (counters) stay as they are
+        return {
+            k: round_to(v, fmt) if np.issubdtype(v.dtype, np.floating) else v
+            for k, v in arrays.items()
+        }
+
     restore_params(net, ckpt)
     saved, first = row(f"{saved_dtype} (as saved)", test.x_test, None)
     results = [first]
     for fmt in formats:
-        rounded = dataclasses.replace(
-            ckpt,
-            params={k: round_to(v, fmt) for k, v in ckpt.params.items()},
-            buffers={k: round_to(v, fmt) for k, v in ckpt.buffers.items()},
+        restore_params(
+            net,
+            dataclasses.replace(
+                ckpt, params=rounded(ckpt.params, fmt), buffers=rounded(ckpt.buffers, fmt)
+            ),
         )
-        restore_params(net, rounded)
         results.append(row(fmt, round_to(test.x_test, fmt), saved)[1])
     kind = ckpt.model.get("model", "mlp")
     what = f"{type(net).__name__} ({kind}), {ckpt.iteration} iterations"
