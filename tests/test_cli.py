@@ -520,3 +520,18 @@ def test_checkpoint_of_an_older_xpnet_saying_auto_resumes_on_the_dataset_used(
     ckpt = str(tmp_path / "r" / "checkpoint.npz")
     assert main(["--resume", ckpt, "--iters", "15", "--dataset", "digits", "--no-progress"]) == 0
     assert "dataset: digits" in capsys.readouterr().out
+
+
+def test_run_curves_name_the_last_accuracies(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from xpnet import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    history = [
+        {"iteration": 0, "loss": 2.3, "train_acc": 0.1, "test_acc": 0.09},
+        {"iteration": 600, "loss": 0.1, "train_acc": 0.9989, "test_acc": 0.99361},
+    ]
+    plots.plot_run(history, tmp_path / "c.png")
+    legend = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    assert legend == ["train (last 0.9989)", "test (last 0.9936)"]
