@@ -26,7 +26,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     from xpnet.cli import positive_int, seed_int
     from xpnet.datasets import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
-    from xpnet.fileio import atomic_write_text
+    from xpnet.fileio import atomic_write_text, check_writable
     from xpnet.network import MultiLayerNet
     from xpnet.progress import safe_print
     from xpnet.train import TrainConfig, Trainer
@@ -269,24 +268,6 @@ def check_runners(runners: list[str]) -> None:
         raise ConfigError(f"--runners {runner}: needs {need}")
 
 
-def check_writable(path: Path) -> None:
-    """Refuse an unwritable --json path before minutes of benchmarking."""
-    folder = path.parent
-    if path.is_dir():
-        raise ConfigError(f"--json {path} is a folder; name a file")
-    if not folder.is_dir():
-        raise ConfigError(f"--json {path}: the folder {folder} does not exist")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"--json {path}: not writable; choose another path")
-    try:  # root passes os.access everywhere, so try a file beside it
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"--json {path}: cannot write in {folder} ({exc.strerror or exc})"
-        ) from None
-
-
 def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
     """Every runner `args.repeat` times, interleaved (so a slow spell of the machine hits all)."""
     # the slides' code has one hidden layer: it runs the slides' configuration (and its CNN
@@ -450,7 +431,7 @@ def _main(args) -> int:
         return 0
 
     if args.json:
-        check_writable(Path(args.json))
+        check_writable(Path(args.json), "--json")
     if args.runners:
         check_runners(args.runners)
     t_load = time.perf_counter()

@@ -35,7 +35,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
 
     from xpnet.backend import namespace_of, resolve, synchronize
     from xpnet.cli import positive_int, run_command, say
-    from xpnet.fileio import atomic_write_text
+    from xpnet.fileio import atomic_write_text, check_writable
     from xpnet.train import TrainConfig, Trainer
 except KeyboardInterrupt:
     print("\ninterrupted while starting; nothing was written", file=sys.stderr)
@@ -275,6 +275,8 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
+    if args.json is not None:
+        check_writable(args.json, "--json")
     results = {}
     for name in args.configs:
         rows = profile(name, args.device, args.backend, args.repeat, args.warmup)

@@ -145,3 +145,6 @@ def test_profile_step_command_writes_json(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["meta"]["repeat"] == 2 and saved["configs"]["slides"][0]["host_us"] > 0
     assert _profile_step().main(["--configs", "nope"]) == 2
+    # an unwritable --json is refused before any timing
+    assert _profile_step().main(["--json", str(tmp_path / "no" / "p.json")]) == 2
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()

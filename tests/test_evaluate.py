@@ -150,6 +150,10 @@ def test_evaluate_command(digits_model, tmp_path):
     [
         (["--precision", "int8"], "invalid choice: 'int8'"),
         (["nowhere/model.npz"], "checkpoint nowhere/model.npz does not exist"),
+        (
+            ["--json", "nowhere/ev.json"],
+            "--json nowhere/ev.json: the folder nowhere does not exist",
+        ),
     ],
 )
 def test_evaluate_command_errors_are_one_line(args, message, digits_model, tmp_path):

@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .cli import say
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text, check_writable
 
+    if args.json is not None:  # before the minutes an evaluation can take
+        check_writable(Path(args.json), "--json")
     ev = evaluate(
         args.model, args.precision, args.dataset, args.data_dir, args.device, args.backend
     )

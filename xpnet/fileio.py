@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,30 @@ def atomic_write(path, write: Callable, binary: bool = True) -> Path:
         with contextlib.suppress(OSError):  # gone already, or its folder never existed
             tmp.unlink()
     return path
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse an output file the command could not write, before any work is done.
+
+    `option` names the command-line option that gave `path` (for the message).
+    """
+    from .errors import ConfigError
+
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; name a file")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: the folder {folder} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option} {path}: not writable; choose another path")
+    try:  # root passes os.access everywhere, so try a file beside it
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})"
+        ) from None
 
 
 def atomic_write_text(path, text: str) -> Path:
