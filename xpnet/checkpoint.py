@@ -92,6 +92,12 @@ def save_checkpoint(
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def model_file(path) -> Path:
+    """The saved model a path names: the file itself, or a run folder's model.npz."""
+    path = Path(path)
+    return path / "model.npz" if path.is_dir() else path
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint file; a missing, truncated or foreign file raises CheckpointError."""
     path = Path(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import BACKENDS, DEVICES
-from .checkpoint import build_model, load_checkpoint, restore_params
+from .checkpoint import build_model, load_checkpoint, model_file, restore_params
 from .precision import FORMATS, round_to
 from .visualize import load_test_set, predict_labels
 
@@ -45,11 +45,6 @@ class Evaluation:
     results: list[Result]
 
 
-def _model_path(path) -> Path:
-    path = Path(path)
-    return path / "model.npz" if path.is_dir() else path
-
-
 def evaluate(
     path, formats=FORMATS, dataset=None, data_dir=None, device="cpu", backend=None
 ) -> Evaluation:
@@ -57,7 +52,7 @@ def evaluate(
     saved and with its numbers and the test images rounded to each of `formats`."""
     for fmt in formats:  # an unknown format fails before any loading
         round_to(np.zeros(1, np.float32), fmt)
-    ckpt = load_checkpoint(_model_path(path))
+    ckpt = load_checkpoint(model_file(path))
     saved_dtype = str(next(iter(ckpt.params.values())).dtype)
     net = build_model(ckpt.model, device, backend, saved_dtype)
     test = load_test_set(ckpt, dataset, data_dir)

@@ -21,7 +21,14 @@ import numpy as np
 
 from . import functions
 from .backend import BACKENDS, DEVICES, DTYPES, Backend, resolve, to_numpy
-from .checkpoint import Checkpoint, build_model, describe, load_checkpoint, load_model
+from .checkpoint import (
+    Checkpoint,
+    build_model,
+    describe,
+    load_checkpoint,
+    load_model,
+    model_file,
+)
 from .errors import CheckpointError, ConfigError, DataError, XpnetError
 from .fileio import atomic_write
 from .layers import ReLU, Sigmoid, Tanh
@@ -293,9 +300,7 @@ def draw_model(
     `{prefix}misclassified.png`, each with an .npz of the arrays drawn. The initial weights are
     rebuilt from the checkpoint's description and seed (runs do not save them).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.npz"
+    path = model_file(path)
     ckpt = load_checkpoint(path)
     net = load_model(path, device, backend, dtype=ckpt.config.get("dtype", "float32"))
     be = net.backend
