@@ -19,6 +19,7 @@ import numpy as np
 
 from .backend import BACKENDS, DEVICES
 from .checkpoint import build_model, load_checkpoint, model_file, restore_params
+from .errors import choose
 from .precision import FORMATS, round_to
 from .visualize import load_test_set, predict_labels
 
@@ -51,7 +52,7 @@ def evaluate(
     """Test accuracy of the model saved at `path` (a model.npz, checkpoint.npz or run folder), as
     saved and with its numbers and the test images rounded to each of `formats`."""
     for fmt in formats:  # an unknown format fails before any loading
-        round_to(np.zeros(1, np.float32), fmt)
+        choose("precision", fmt, FORMATS)
     ckpt = load_checkpoint(model_file(path))
     saved_dtype = str(next(iter(ckpt.params.values())).dtype)
     net = build_model(ckpt.model, device, backend, saved_dtype)
