@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def launch(module: str) -> int:
-    """Import `module` (e.g. "xpnet.cli") and return its main()'s exit status."""
+    """Import `module` (e.g. "xpnet.apps.train") and return its main()'s exit status."""
     try:
         main = importlib.import_module(module).main
     except KeyboardInterrupt:

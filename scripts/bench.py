@@ -38,14 +38,14 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     import numpy as np
 
     import xpnet
+    from xpnet.apps.common import positive_int, seed_int
     from xpnet.backend import gpu_available, resolve, synchronize
-    from xpnet.cli import positive_int, seed_int
-    from xpnet.datasets import Dataset, DataUnavailable, load_dataset
+    from xpnet.data.datasets import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
     from xpnet.fileio import atomic_write_text, check_writable
-    from xpnet.network import MultiLayerNet
+    from xpnet.nn.network import MultiLayerNet
     from xpnet.progress import safe_print
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 except KeyboardInterrupt:
     print("\ninterrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)

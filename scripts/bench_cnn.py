@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from xpnet.backend import resolve, synchronize, to_numpy
-from xpnet.network import count_correct
-from xpnet.train import TrainConfig, Trainer, epoch_order
+from xpnet.nn.network import count_correct
+from xpnet.training.trainer import TrainConfig, Trainer, epoch_order
 
 
 def _config(cfg, iters: int, seed: int) -> TrainConfig:
@@ -92,7 +92,7 @@ def run_torch(data, cfg, iters: int, seed: int, device: str) -> dict:
     """Plain PyTorch: nn.Conv2d/MaxPool2d/Linear, F.cross_entropy, torch.optim.Adam, eager."""
     import torch
 
-    from xpnet.convnet import SimpleConvNet
+    from xpnet.nn.convnet import SimpleConvNet
 
     dev = torch.device(device)
     init = SimpleConvNet(data.image_shape, seed=seed).params

@@ -33,10 +33,10 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     from array_api_compat import is_cupy_namespace
     from bench import CONFIGS, describe_machine, synthetic_mnist
 
+    from xpnet.apps.common import positive_int, run_command, say
     from xpnet.backend import namespace_of, resolve, synchronize
-    from xpnet.cli import positive_int, run_command, say
     from xpnet.fileio import atomic_write_text, check_writable
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 except KeyboardInterrupt:
     print("\ninterrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)
@@ -218,8 +218,8 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
 
     # every fused-kernel call of one step, replayed alone
     kernels = fused.kernels if fused is not None else None
-    if kernels is None and opt.kernels is not False:
-        from xpnet.fused import kernels_for
+    if kernels is None and opt.kernels is not None:
+        from xpnet.fast.fused import kernels_for
 
         kernels = kernels_for(xp, be.device)
     if kernels is not None:
@@ -227,7 +227,9 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
         saved = (fused.kernels if fused is not None else None, opt.kernels)
         if fused is not None:
             fused.kernels = recorder
-        opt.kernels = recorder
+        from xpnet.fast.fused import fixed_kernels
+
+        opt.kernels = fixed_kernels(recorder)
         try:
             step()
         finally:

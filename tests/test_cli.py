@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xpnet.apps.train import main
 from xpnet.backend import gpu_available
-from xpnet.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -231,8 +231,8 @@ def test_signal_writes_checkpoint_and_resume_is_bit_identical(sig, tmp_path):
 
 def _digits_as_auto(monkeypatch):
     """`--dataset auto` as it behaves offline with no MNIST: the digits, named "digits"."""
-    from xpnet import cli
-    from xpnet.datasets import load_dataset
+    from xpnet.apps import train as cli
+    from xpnet.data.datasets import load_dataset
 
     def fallback(config, progress):
         assert config.dataset == "auto"
@@ -246,7 +246,7 @@ def test_checkpoint_records_the_dataset_used_and_resumes_on_it(tmp_path, monkeyp
         _digits_as_auto(m)
         args = ["--iters", "20", "--no-progress", "--no-plot", "--hidden", "16"]
         assert main([*args, "--out", str(tmp_path / "r")]) == 0
-    from xpnet.checkpoint import load_checkpoint
+    from xpnet.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "r" / "checkpoint.npz").config["dataset"] == "digits"
     capsys.readouterr()
@@ -296,7 +296,7 @@ def test_negative_seed_is_a_usage_error_in_the_cli_and_the_api(capsys):
     assert main([*TINY, "--seed", "-1"]) == 2
     assert "argument --seed: must be an integer >= 0, got '-1'" in capsys.readouterr().err
     from xpnet.errors import ConfigError
-    from xpnet.train import TrainConfig
+    from xpnet.training.trainer import TrainConfig
 
     with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
         TrainConfig(seed=-1).validate()
@@ -357,7 +357,8 @@ def test_resuming_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys):
 def test_a_failing_write_is_reported_not_masked_by_the_plot(tmp_path, capsys, monkeypatch):
     import errno
 
-    from xpnet import cli, fileio
+    from xpnet import fileio
+    from xpnet.apps import train as cli
 
     real_replace = fileio.os.replace
 
@@ -381,7 +382,7 @@ def test_tensorboard_logs_every_metrics_line(tmp_path, capsys):
 
     from tensorboardX.proto import event_pb2
 
-    from xpnet.train import TENSORBOARD_TAGS
+    from xpnet.training.trainer import TENSORBOARD_TAGS
 
     out = tmp_path / "r"
     assert (
@@ -483,7 +484,7 @@ def test_two_runs_never_write_into_one_folder(tmp_path, capsys):
 def test_checkpoint_of_an_older_xpnet_saying_auto_resumes_on_the_dataset_used(
     tmp_path, monkeypatch, capsys
 ):
-    import xpnet.train as train_module
+    import xpnet.training.trainer as train_module
 
     real = train_module.save_checkpoint
 
@@ -524,7 +525,7 @@ def test_checkpoint_of_an_older_xpnet_saying_auto_resumes_on_the_dataset_used(
 
 def test_run_curves_name_the_last_accuracies(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from xpnet import plots
+    from xpnet.training import curves as plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))

@@ -234,13 +234,13 @@ def test_simple_convnet_one_epoch_on_mnist():
 
 def _digits():
     pytest.importorskip("sklearn")
-    from xpnet.datasets import load_dataset
+    from xpnet.data.datasets import load_dataset
 
     return load_dataset("digits")
 
 
 def test_trainer_trains_simple_cnn_on_images_on_every_backend(backend, tmp_path):
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 
     config = TrainConfig(model="simple-cnn", init="he", iters=40, batch_size=50, seed=1)
     trainer = Trainer(config, _digits(), tmp_path, verbose=False, progress=False, backend=backend)
@@ -255,7 +255,7 @@ def test_trainer_trains_simple_cnn_on_images_on_every_backend(backend, tmp_path)
 
 
 def test_resumed_simple_cnn_run_is_bit_identical(tmp_path):
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 
     data = _digits()
     config = TrainConfig(model="simple-cnn", init="he", iters=30, batch_size=50, seed=2)
@@ -272,7 +272,7 @@ def test_resumed_simple_cnn_run_is_bit_identical(tmp_path):
 
 
 def test_batch_norm_running_statistics_are_saved_and_restored(tmp_path):
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 
     config = TrainConfig(model="deep-cnn", batchnorm=True, iters=6, batch_size=50, device="cpu")
     trainer = Trainer(config, _digits(), tmp_path, verbose=False, progress=False)
@@ -289,7 +289,7 @@ def test_batch_norm_running_statistics_are_saved_and_restored(tmp_path):
 
 def test_resumed_deep_cnn_with_dropout_is_bit_identical(tmp_path):
     """Dropout's random state (seed, masks drawn) is saved, so a resumed run draws the same masks."""
-    from xpnet.train import TrainConfig, Trainer
+    from xpnet.training.trainer import TrainConfig, Trainer
 
     data = _digits()
     config = TrainConfig(model="deep-cnn", iters=8, batch_size=50, seed=5)

@@ -10,10 +10,10 @@ from conftest import HAS_TORCH, assert_on
 import xpnet
 from xpnet import TwoLayerNet
 from xpnet.backend import gpu_available, to_numpy
-from xpnet.datasets import Dataset
+from xpnet.data.datasets import Dataset
 from xpnet.errors import ConfigError, LabelError, ShapeError
-from xpnet.fused import FusedStep
-from xpnet.train import TrainConfig, Trainer
+from xpnet.fast.fused import FusedStep
+from xpnet.training.trainer import TrainConfig, Trainer
 
 
 def batch(backend, rng, n=8, features=6, classes=3, dtype="float32"):
@@ -210,8 +210,8 @@ SYNC_CHECK = """
 import sys
 import numpy as np
 import torch
-from xpnet.datasets import Dataset
-from xpnet.train import TrainConfig, Trainer
+from xpnet.data.datasets import Dataset
+from xpnet.training.trainer import TrainConfig, Trainer
 
 optimizer, device = sys.argv[1:]
 rng = np.random.default_rng(0)

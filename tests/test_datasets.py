@@ -27,9 +27,9 @@ import pytest
 from conftest import assert_on, mnist_dir
 
 import xpnet
-from xpnet import datasets
 from xpnet.backend import to_numpy
-from xpnet.datasets import (
+from xpnet.data import datasets
+from xpnet.data.datasets import (
     CIFAR10_CLASSES,
     BatchesDataset,
     BinaryBatches,
@@ -1172,7 +1172,7 @@ def test_cifar10_offline_and_in_an_empty_folder(cifar, tmp_path, closed_port_url
 @pytest.mark.parametrize("model", ["simple-cnn", "deep-cnn"])
 def test_the_cnns_train_on_cifar10_from_the_command_line(cifar, tmp_path, model):
     """--dataset cifar10 with a CNN: 3×32×32 images reach the network as images."""
-    from xpnet.cli import main
+    from xpnet.apps.train import main
 
     folder = tmp_path / "data"
     folder.mkdir()

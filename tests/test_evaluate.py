@@ -1,4 +1,4 @@
-"""xpnet.precision's rounding, and scripts/evaluate.py: a saved model as saved and in 16 bits."""
+"""xpnet.nn.precision's rounding, and scripts/evaluate.py: a saved model as saved and in 16 bits."""
 
 import json
 import subprocess
@@ -10,9 +10,9 @@ import pytest
 
 import xpnet
 from xpnet.errors import ConfigError
-from xpnet.evaluate import evaluate
-from xpnet.precision import round_to
-from xpnet.train import TrainConfig, Trainer
+from xpnet.nn.precision import round_to
+from xpnet.training.evaluate import evaluate
+from xpnet.training.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def _by_hand(params: dict, x: np.ndarray, fmt: str | None) -> np.ndarray:
 def test_evaluate_rounds_weights_and_images_on_every_backend(digits_model, backend):
     ev = evaluate(digits_model, device=backend)
     test = xpnet.load_dataset("digits")
-    params = xpnet.checkpoint.load_checkpoint(digits_model).params
+    params = xpnet.training.checkpoint.load_checkpoint(digits_model).params
     x, t = test.x_test.reshape(len(test.x_test), -1), test.t_test
     saved = _by_hand(params, x, None)
     assert [r.precision for r in ev.results] == ["float32 (as saved)", "float16", "bfloat16"]
@@ -119,7 +119,7 @@ def test_evaluate_rounds_weights_and_images_on_every_backend(digits_model, backe
         assert r.accuracy == (len(t) - r.errors) / len(t)
         assert r.changed == int(np.count_nonzero(pred != saved)), fmt
     assert sum(r.changed for r in ev.results) > 0, "this model's margins are small: some flip"
-    assert ev.results[0].accuracy == xpnet.checkpoint.load_model(digits_model).accuracy(
+    assert ev.results[0].accuracy == xpnet.training.checkpoint.load_model(digits_model).accuracy(
         xpnet.resolve("cpu").asarray(x, "float32"), xpnet.resolve("cpu").asarray(t)
     )
 
@@ -166,7 +166,7 @@ def test_evaluate_command_errors_are_one_line(args, message, digits_model, tmp_p
 
 def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
     pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
-    from xpnet import evaluate as module
+    from xpnet.training import evaluate as module
 
     config = TrainConfig(dataset="digits", hidden=[16], batchnorm=True, iters=60, batch_size=50,
                          seed=1, log_every=60)  # fmt: skip
@@ -176,7 +176,7 @@ def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
     real = module.restore_params
     monkeypatch.setattr(module, "restore_params", lambda net, c: restored.append(c) or real(net, c))
     ev = evaluate(tmp_path, formats=("bfloat16",))
-    ckpt = xpnet.checkpoint.load_checkpoint(tmp_path / "model.npz")
+    ckpt = xpnet.training.checkpoint.load_checkpoint(tmp_path / "model.npz")
     assert ckpt.buffers, "a batch-norm network saves its running statistics"
     assert len(restored) == 2
     for key, value in ckpt.buffers.items():

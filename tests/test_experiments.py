@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from conftest import mnist_dir
 
-from xpnet import datasets, experiments
 from xpnet.backend import resolve, to_numpy
-from xpnet.experiments import (
+from xpnet.data import datasets
+from xpnet.experiments import compare as experiments
+from xpnet.experiments.compare import (
     COMPARISONS,
     DataCache,
     Variant,
@@ -24,7 +25,7 @@ from xpnet.experiments import (
     run_comparison,
     write_report,
 )
-from xpnet.train import Interrupted, Trainer
+from xpnet.training.trainer import Interrupted, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")

@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import HAS_STRICT, HAS_TORCH, mnist_dir
 
-from xpnet.datasets import load_dataset
-from xpnet.train import TrainConfig, Trainer, accuracy_of
+from xpnet.data.datasets import load_dataset
+from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
 
 pytestmark = [
     pytest.mark.mnist,

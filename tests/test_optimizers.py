@@ -10,7 +10,7 @@ from conftest import HAS_TORCH, assert_on
 from xpnet import MultiLayerNet
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, ConfigError
-from xpnet.optimizers import OPTIMIZERS, SGD, make_optimizer
+from xpnet.nn.optimizers import OPTIMIZERS, SGD, make_optimizer
 
 SHAPES = {"W1": (4, 3), "b1": (3,), "W2": (3, 2)}
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from xpnet import search as search_mod
 from xpnet.errors import ConfigError, XpnetError
-from xpnet.search import (
+from xpnet.experiments import search as search_mod
+from xpnet.experiments.search import (
     PLACEMENT_FIELDS,
     Runner,
     SearchConfig,
@@ -213,7 +213,7 @@ def test_ctrl_c_keeps_finished_trials_and_says_how_to_continue(tmp_path, where):
 
 def test_no_dask_is_imported_without_workers(tmp_path):
     code = (
-        "import sys; from xpnet.search import main; "
+        "import sys; from xpnet.experiments.search import main; "
         f"rc = main(['--dataset', 'digits', '--trials', '1', '--epochs', '1', '--out', {str(tmp_path)!r}]); "
         "assert rc == 0; assert not {'dask', 'distributed'} & set(sys.modules), 'dask imported'"
     )

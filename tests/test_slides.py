@@ -43,7 +43,7 @@ def test_three_layer_network_prints_slides_output(backend):
 
 
 def test_three_layer_network_with_book_weights():
-    from xpnet.three_layer import BOOK_WEIGHTS
+    from xpnet.nn.three_layer import BOOK_WEIGHTS
 
     y = xpnet.forward(
         xpnet.init_network(weights=BOOK_WEIGHTS), np.array([1.0, 0.5]), xpnet.identity

@@ -8,10 +8,10 @@ import pytest
 from conftest import assert_on
 
 from xpnet.backend import to_numpy
-from xpnet.checkpoint import load_checkpoint, load_model, save_checkpoint
 from xpnet.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from xpnet.network import TwoLayerNet
-from xpnet.train import TrainConfig, Trainer, accuracy_of
+from xpnet.nn.network import TwoLayerNet
+from xpnet.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
 
 
 def blobs(n_train=600, n_test=200, features=12, classes=4, seed=0):
@@ -99,7 +99,7 @@ def test_training_steps_never_read_device_values(tmp_path, monkeypatch):
     real_asarray = xs.asarray
     monkeypatch.setattr(xs, "asarray", lambda *a, **k: copies.append(1) or real_asarray(*a, **k))
     from xpnet.progress import Progress
-    from xpnet.train import _StopSignals
+    from xpnet.training.trainer import _StopSignals
 
     # 45 steps of 30 per epoch: two epochs, so exactly two host->device copies (the permutations)
     trainer._steps(45, _StopSignals(), Progress(None, enabled=False))
@@ -226,7 +226,7 @@ def test_damaged_checkpoint_files(damage, tmp_path):
 
 def test_checkpoint_round_trip_keeps_everything(tmp_path):
     net = TwoLayerNet(12, 16, 4, seed=3)
-    from xpnet.optimizers import make_optimizer
+    from xpnet.nn.optimizers import make_optimizer
 
     opt = make_optimizer("adam", lr=0.01)
     x = np.random.default_rng(0).standard_normal((8, 12)).astype(np.float32)
@@ -268,7 +268,7 @@ def test_default_learning_rate_follows_the_optimizer():
 
 def test_log_interval_stays_sensible_for_huge_runs(monkeypatch, tmp_path):
     """`--epochs 1e9` must not mean hours without a log line or a checkpoint."""
-    import xpnet.train as train_module
+    import xpnet.training.trainer as train_module
 
     huge = Trainer(config(log_every=None, epochs=1e9), blobs(), None, verbose=False)
     assert huge.total_iters == 30 * 10**9
@@ -285,7 +285,7 @@ def test_log_interval_stays_sensible_for_huge_runs(monkeypatch, tmp_path):
 
 
 def test_checkpoint_at_least_every_few_minutes(monkeypatch, tmp_path):
-    import xpnet.train as train_module
+    import xpnet.training.trainer as train_module
 
     monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0.0)
     monkeypatch.setattr(train_module, "_CHUNK", 25)
@@ -387,7 +387,7 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
     """On NumPy the Trainer gathers uint8 codes and normalizes each batch: the same weights."""
     import dataclasses
 
-    from xpnet.datasets import load_dataset
+    from xpnet.data.datasets import load_dataset
 
     pytest.importorskip("sklearn")
     data = load_dataset("digits")
@@ -409,8 +409,8 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
 
 def test_features_changed_after_loading_are_trained_on_as_they_are():
     """The codes are derived from x_train, so a changed x_train is never replaced by stale codes."""
-    from xpnet.datasets import load_dataset
-    from xpnet.train import uint8_codes
+    from xpnet.data.datasets import load_dataset
+    from xpnet.training.trainer import uint8_codes
 
     pytest.importorskip("sklearn")
     data = load_dataset("digits")

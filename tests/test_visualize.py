@@ -9,12 +9,12 @@ import pytest
 from conftest import assert_on
 
 import xpnet
-from xpnet import visualize
 from xpnet.backend import to_numpy
-from xpnet.checkpoint import load_checkpoint, load_model
-from xpnet.layers import Affine, Layer
-from xpnet.network import Network
-from xpnet.train import TrainConfig, Trainer
+from xpnet.experiments import visualize
+from xpnet.nn.layers import Affine, Layer
+from xpnet.nn.network import Network
+from xpnet.training.checkpoint import load_checkpoint, load_model
+from xpnet.training.trainer import TrainConfig, Trainer
 
 pytest.importorskip("matplotlib", reason="the pictures are drawn with matplotlib")
 

@@ -6,10 +6,9 @@ edge: the command line, the data loaders, network constructors) picks a device.
 """
 
 from .backend import Backend, Random, resolve, to_numpy
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .datasets import Dataset, load_dataset, load_mnist
+from .data.datasets import Dataset, load_dataset, load_mnist
 from .errors import XpnetError
-from .functions import (
+from .nn.functions import (
     cross_entropy_error,
     identity,
     log_softmax,
@@ -20,11 +19,11 @@ from .functions import (
     step_function,
     tanh,
 )
-from .gradcheck import max_relative_error, numerical_gradient
-from .initializers import INITIALIZERS
-from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
-from .network import MultiLayerNet, Network, TwoLayerNet
-from .optimizers import (
+from .nn.gradcheck import max_relative_error, numerical_gradient
+from .nn.initializers import INITIALIZERS
+from .nn.layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from .nn.network import MultiLayerNet, Network, TwoLayerNet
+from .nn.optimizers import (
     OPTIMIZERS,
     SGD,
     AdaGrad,
@@ -36,8 +35,9 @@ from .optimizers import (
     RMSProp,
     make_optimizer,
 )
-from .perceptron import AND, NAND, OR, XOR, perceptron
-from .three_layer import forward, init_network
+from .nn.perceptron import AND, NAND, OR, XOR, perceptron
+from .nn.three_layer import forward, init_network
+from .training.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -94,10 +94,10 @@ __all__ = [
 ]
 
 # chapters 6-8: convolution, pooling, batch normalization, dropout and the book's CNNs
-from .batchnorm import BatchNormalization
-from .conv import Convolution, Pooling, col2im, im2col
-from .convnet import DeepConvNet, SimpleConvNet
-from .dropout import Dropout
+from .nn.batchnorm import BatchNormalization
+from .nn.conv import Convolution, Pooling, col2im, im2col
+from .nn.convnet import DeepConvNet, SimpleConvNet
+from .nn.dropout import Dropout
 
 __all__ += [
     "BatchNormalization",

@@ -8,8 +8,10 @@ The step count t counts update() calls, so every parameter is expected in every 
 grads always hold them all). Step-dependent factors (bias corrections, AdaGrad's decayed rate) are
 Python floats: they never change a dtype and never read a value back from the device.
 
-On backends with fused kernels (xpnet.fused: PyTorch, CuPy) the plain SGD and Adam/AdamW rules
-update each parameter in one operation; the tests compare that with the code written here.
+The rules written here are the reference. An optimizer can be handed a backend's fused kernels
+(``kernels``, e.g. xpnet.fast.optimizer_kernel, which the Trainer hands it): then the plain SGD
+and Adam/AdamW rules update each parameter in one operation where that backend has one. This
+module never imports the fast path; the tests compare its kernels with the code written here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import math
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import dtype_name, namespace_of, to_numpy
-from .errors import CheckpointError, ConfigError, choose
-from .fused import kernels_for
+from ..backend import dtype_name, to_numpy
+from ..errors import CheckpointError, ConfigError, choose
 
 
 def _number(name: str, value) -> float:
@@ -82,8 +83,9 @@ def _adopt(array, like):
 class Optimizer:
     """Base class. Subclasses implement `update` and list their per-parameter state in `slots`.
 
-    ``kernels``: True uses the backend's fused kernels where there are some (xpnet.fused), False
-    always runs the rules written here (the kernels' reference), a kernels object uses that one.
+    ``kernels``: None (the default) runs the rules written here, the kernels' reference; else a
+    callable ``kernels(use, like)`` returning the fused kernel for rule `use` ("sgd", "adam") on
+    arrays like `like`, or None where that backend has none (xpnet.fast.optimizer_kernel).
     """
 
     slots: tuple[str, ...] = ()
@@ -92,7 +94,7 @@ class Optimizer:
         self.lr = _positive("learning rate", lr)
         self.state: dict[str, dict] = {}  # slot name -> {param key -> array}
         self.steps = 0
-        self.kernels = True
+        self.kernels = None
         self._loaded: set[tuple[str, str]] = set()  # (slot, key) of arrays not yet adopted
 
     @property
@@ -113,12 +115,7 @@ class Optimizer:
 
     def _kernel(self, name: str, like):
         """The backend's fused kernel `name` for arrays like `like`, or None."""
-        if self.kernels is False:
-            return None
-        kernels = self.kernels
-        if kernels is True:
-            kernels = kernels_for(namespace_of(like), device_of(like), like.dtype, (name,))
-        return getattr(kernels, name, None) if kernels is not None else None
+        return None if self.kernels is None else self.kernels(name, like)
 
     def _slot(self, slot: str, key: str, like, fill: float = 0.0, first=None):
         """The `slot` state array of parameter `key`, created like the parameter when missing:

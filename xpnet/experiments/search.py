@@ -20,7 +20,6 @@ existing Dask cluster given by its scheduler's address. Workers load the dataset
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -29,168 +28,27 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .cli import positive_int, prepare_output_folder, run_command
-from .errors import ConfigError, DataError, XpnetError, choose
-from .fileio import atomic_write_text, fsync_dir
-from .train import Interrupted, TrainConfig, Trainer
+from ..apps.common import positive_int, run_command
+from ..errors import ConfigError, DataError, choose
+from ..fileio import atomic_write_text, fsync_dir
+from ..parallel.dask import (
+    Runner,
+    TaskFailed,
+    blas_threads,
+    open_runner,
+    worker_name,
+)
+from ..training.runs import prepare_output_folder
+from ..training.trainer import Interrupted, TrainConfig, Trainer
 
 # ---------------------------------------------------------------------------------------------
 # Where tasks run
-
-#: environment of every worker process we start: one BLAS thread each, so N workers use N cores
-SINGLE_THREAD_ENV = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-#: how often the scheduler reschedules a task whose worker died before it gives up on it
-ALLOWED_FAILURES = 3
-
-
-def _distributed():
-    """The `distributed` module, or a one-line error saying how to install it."""
-    try:
-        import distributed
-    except ImportError:
-        raise XpnetError(
-            'running on several workers needs Dask: pip install "xpnet[distributed]" '
-            '(or pip install "dask[distributed]")'
-        ) from None
-    return distributed
-
-
-class TaskFailed(XpnetError):
-    """A task could not be completed: its worker died too often, or it raised outside a trial."""
-
-
-def _ignore_ctrl_c(distributed):
-    """A worker plugin that makes (restarted) local workers ignore SIGINT (shipped by value)."""
-
-    class IgnoreCtrlC(distributed.WorkerPlugin):
-        def setup(self, worker):
-            import signal
-            import threading
-
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    return IgnoreCtrlC()
-
-
-class Runner:
-    """Runs independent tasks `fn(*args)` here, in order; `where` names the place for messages."""
-
-    where = "in this process"
-
-    def run(self, fn: Callable, tasks: list[tuple[str, tuple]]) -> Iterator[tuple[str, object]]:
-        """Yield (key, result) as each task finishes; a failed task yields (key, TaskFailed)."""
-        for key, args in tasks:
-            yield key, fn(*args)
-
-    def close(self) -> None:
-        pass
-
-
-class DaskRunner(Runner):
-    """Runs tasks on a Dask cluster: a new LocalCluster of `workers` processes, or `scheduler`'s."""
-
-    def __init__(self, workers: int | None = None, scheduler: str | None = None):
-        distributed = _distributed()
-        import dask
-
-        self.cluster = None
-        if scheduler:
-            try:
-                self.client = distributed.Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
-                raise XpnetError(
-                    f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
-                    f"`dask scheduler` (and workers with `dask worker {scheduler}`) or check the address"
-                ) from None
-            self.where = f"on the Dask cluster at {scheduler}"
-        else:
-            # processes, not threads: the training loop holds the GIL between BLAS calls
-            settings = {
-                "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                # Dask's default MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold,
-                # so every array over 128 KiB is a fresh mmap: a third more time per trial here
-                "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-            }
-            with dask.config.set(settings):
-                self.cluster = distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, host="127.0.0.1", env=dict(SINGLE_THREAD_ENV),
-                )  # fmt: skip
-            self.client = distributed.Client(self.cluster)
-            # Ctrl-C in a terminal reaches our worker processes too: the search handles it here
-            self.client.register_plugin(_ignore_ctrl_c(distributed), name="xpnet-ignore-ctrl-c")
-            self.where = f"on a local Dask cluster of {workers} worker processes"
-
-    def run(self, fn, tasks):
-        distributed = _distributed()
-        # keys name the trials in Dask's logs; pure=False: a re-run is a new task, never a cached one
-        futures = {
-            self.client.submit(fn, *args, key=f"{key}-{os.urandom(4).hex()}", pure=False): key
-            for key, args in tasks
-        }
-        try:
-            for future in distributed.as_completed(futures):
-                key = futures[future]
-                try:
-                    result = future.result()
-                except distributed.KilledWorker as exc:
-                    result = TaskFailed(
-                        f"{key}: its worker died {ALLOWED_FAILURES + 1} times while running it "
-                        f"(out of memory?): {exc}"
-                    )
-                yield key, result
-        finally:
-            for future in futures:
-                future.cancel()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
-        if self.cluster is not None:
-            with contextlib.suppress(Exception):
-                self.cluster.close()
-
-
-def open_runner(workers: int | None = None, scheduler: str | None = None) -> Runner:
-    """In this process (neither given), on a new LocalCluster of `workers`, or on `scheduler`."""
-    if workers is not None and scheduler:
-        raise ConfigError("give either --workers (a local cluster) or --scheduler, not both")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if workers is None and not scheduler:
-        return Runner()
-    return DaskRunner(workers, scheduler)
-
-
-def worker_name() -> str:
-    """The Dask worker running this code, or "local" outside Dask."""
-    if "distributed" in sys.modules:
-        try:
-            return sys.modules["distributed"].get_worker().address
-        except ValueError:  # not inside a worker
-            pass
-    return "local"
-
-
-def blas_threads() -> int | None:
-    """The BLAS threads this process uses now (threadpoolctl), None without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    return max(pools) if pools else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +134,7 @@ def validation_split(dataset: str, data_dir, n_data: int, validation: float, see
     first int(n_data * validation) of them validate and the rest train. The real test set is never
     used. Loaded once per process.
     """
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     key = (dataset, str(data_dir), n_data, validation, seed)
     if key not in _SPLITS:
@@ -534,7 +392,7 @@ def markdown(result: SearchResult, command: str | None = None, best: int = BEST_
 
 def plot_best(result: SearchResult, path, best: int = BEST_SHOWN, cols: int = 5) -> Path | None:
     """The book's figure: validation (solid) and training (dashed) accuracy per epoch, best first."""
-    from .plots import _pyplot, _save
+    from ..training.curves import _pyplot, _save
 
     ranked = [r for r in result.ranked() if r["status"] == "ok"][:best]
     if not ranked:
@@ -571,7 +429,7 @@ def plot_best(result: SearchResult, path, best: int = BEST_SHOWN, cols: int = 5)
 
 def write_report(result: SearchResult, out, command: str | None = None) -> list[Path]:
     """results.md and, when matplotlib is installed, best-curves.png in `out`."""
-    from .plots import have_matplotlib
+    from ..training.curves import have_matplotlib
 
     out = Path(out)
     paths = [atomic_write_text(out / "results.md", markdown(result, command))]

@@ -13,8 +13,8 @@ import numpy as np
 from array_api_compat import device as device_of
 from array_api_compat import is_cupy_namespace, is_torch_namespace
 
-from .backend import asarray, dtype_name, namespace_of
-from .errors import ConfigError
+from ..backend import asarray, dtype_name, namespace_of
+from ..errors import ConfigError
 from .layers import Layer
 
 

@@ -25,8 +25,8 @@ import math
 from array_api_compat import device as device_of
 from array_api_compat import is_numpy_namespace
 
-from .backend import namespace_of
-from .errors import ConfigError, ShapeError
+from ..backend import namespace_of
+from ..errors import ConfigError, ShapeError
 from .layers import Layer
 
 

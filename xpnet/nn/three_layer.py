@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .backend import resolve
+from ..backend import resolve
 from .functions import sigmoid
 
 #: The weights printed on the slides. With them and a sigmoid output layer,

@@ -26,8 +26,8 @@ import numbers
 from array_api_compat import device as device_of
 from array_api_compat import is_numpy_namespace
 
-from .backend import namespace_of
-from .errors import ShapeError
+from ..backend import namespace_of
+from ..errors import ShapeError
 from .functions import as_one_hot, sigmoid
 
 

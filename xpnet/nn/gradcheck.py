@@ -6,8 +6,8 @@ import itertools
 
 from array_api_compat import array_namespace
 
-from .backend import to_numpy
-from .errors import ConfigError
+from ..backend import to_numpy
+from ..errors import ConfigError
 
 
 def numerical_gradient(f, x, h: float = 1e-6):

@@ -31,15 +31,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .backend import BACKENDS, Backend, resolve
-from .cli import DATASET_CHOICES, positive_int, prepare_output_folder, run_command, seed_int
-from .datasets import Dataset, load_dataset
-from .errors import ConfigError, DataError, TrainingDiverged, choose
-from .fileio import atomic_write, atomic_write_text
-from .optimizers import OPTIMIZERS
-from .progress import safe_print
-from .search import Runner, add_runner_options, open_runner
-from .train import Interrupted, TrainConfig, Trainer, new_run_dir
+from ..apps.common import positive_int, run_command, seed_int
+from ..apps.train import DATASET_CHOICES
+from ..backend import BACKENDS, Backend, resolve
+from ..data.datasets import Dataset, load_dataset
+from ..errors import ConfigError, DataError, TrainingDiverged, choose
+from ..fileio import atomic_write, atomic_write_text
+from ..nn.optimizers import OPTIMIZERS
+from ..parallel.dask import Runner, open_runner
+from ..progress import safe_print
+from ..training.runs import new_run_dir, prepare_output_folder
+from ..training.trainer import Interrupted, TrainConfig, Trainer
+from .search import add_runner_options
 
 BATCH_SIZE = 100
 FULL_ITERS = 3000  # 5 epochs of MNIST at batch 100: long enough for every effect below to show
@@ -723,7 +726,7 @@ def _acc_ylim_of(finals: list[float]) -> tuple[float, float]:
 
 
 def plot(report: Report, path) -> Path:
-    from .plots import plot_comparison
+    from ..training.curves import plot_comparison
 
     runs, styles = {}, {}
     for o in report.outcomes:
@@ -781,7 +784,7 @@ def plot_panels(report: Report, path) -> Path:
     dashed when both are drawn); with `time_panel`, a last panel draws the test accuracy against
     wall-clock seconds. One legend for the figure, under the panels.
     """
-    from .plots import _pyplot
+    from ..training.curves import _pyplot
 
     plt = _pyplot()
     c = report.comparison
@@ -859,7 +862,7 @@ def _save_figure(fig, path) -> Path:
 
 def write_report(report: Report, out) -> list[Path]:
     """Write <name>.md, <name>.json and, when matplotlib is installed, <name>.png into `out`."""
-    from .plots import have_matplotlib
+    from ..training.curves import have_matplotlib
 
     out, name = Path(out), report.comparison.name
     paths = [

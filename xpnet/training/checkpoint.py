@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_array_api_obj
 
-from .backend import resolve, to_numpy
-from .errors import CheckpointError, ShapeError
-from .fileio import atomic_write
+from ..backend import resolve, to_numpy
+from ..errors import CheckpointError, ShapeError
+from ..fileio import atomic_write
 
 FORMAT = "xpnet-checkpoint"
 VERSION = 1
@@ -174,11 +174,11 @@ def restore_params(net, ckpt: Checkpoint) -> None:
 
 def model_classes() -> dict:
     """The networks a checkpoint can name in its "model" entry."""
-    from .network import MultiLayerNet
+    from ..nn.network import MultiLayerNet
 
     classes = {"mlp": MultiLayerNet}
     try:
-        from .convnet import DeepConvNet, SimpleConvNet
+        from ..nn.convnet import DeepConvNet, SimpleConvNet
     except ImportError:  # pragma: no cover - the CNNs are part of the package
         return classes
     return {**classes, "simple-cnn": SimpleConvNet, "deep-cnn": DeepConvNet}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .errors import XpnetError
-from .fileio import atomic_write
+from ..errors import XpnetError
+from ..fileio import atomic_write
 
 
 def have_matplotlib() -> bool:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from .backend import Random, resolve
+from ..backend import Random, resolve
+from ..errors import ConfigError
 from .batchnorm import BatchNormalization
 from .conv import Convolution, Pooling
 from .conv import output_size as _out_size
 from .dropout import Dropout
-from .errors import ConfigError
 from .initializers import init_std, parse_init
 from .layers import Affine, Layer, ReLU, SoftmaxWithLoss
 from .network import Network

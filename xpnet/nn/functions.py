@@ -9,8 +9,8 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import namespace_of, to_numpy
-from .errors import LabelError, ShapeError
+from ..backend import namespace_of, to_numpy
+from ..errors import LabelError, ShapeError
 
 #: The slides' guard against log(0) in cross_entropy_error.
 DELTA = 1e-7

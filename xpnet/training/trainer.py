@@ -10,7 +10,6 @@ interval, which is also where a NaN or infinite loss is caught. Because the orde
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import math
 import signal
@@ -22,15 +21,8 @@ from pathlib import Path
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from .backend import Backend, resolve, synchronize
-from .checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    model_classes,
-    restore_params,
-    save_checkpoint,
-)
-from .errors import (
+from ..backend import Backend, resolve, synchronize
+from ..errors import (
     ConfigError,
     DataError,
     LabelError,
@@ -39,13 +31,20 @@ from .errors import (
     XpnetError,
     choose,
 )
-from .fileio import atomic_write_text
-from .functions import check_labels
-from .fused import FusedStep
-from .initializers import parse_init
-from .network import MultiLayerNet, count_correct
-from .optimizers import make_optimizer
-from .progress import Progress
+from ..fast.fused import FusedStep, optimizer_kernel
+from ..fileio import atomic_write_text
+from ..nn.functions import check_labels
+from ..nn.initializers import parse_init
+from ..nn.network import MultiLayerNet, count_correct
+from ..nn.optimizers import make_optimizer
+from ..progress import Progress
+from .checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    model_classes,
+    restore_params,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -160,7 +159,7 @@ def build_network(config: TrainConfig, data, be: Backend):
             math.prod(sample), config.hidden, classes, config.activation, config.init,
             config.weight_decay, config.batchnorm, config.dropout or 0.0, **common,
         )  # fmt: skip
-    from .convnet import DeepConvNet, SimpleConvNet
+    from ..nn.convnet import DeepConvNet, SimpleConvNet
 
     if config.model == "simple-cnn":
         return SimpleConvNet(
@@ -372,6 +371,8 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore"):
             self.net = build_network(config, self.data, self.be)
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
+        if config.fused:  # --no-fused: the optimizer's own rules too, not only the layers
+            self.optimizer.kernels = optimizer_kernel
         # the same step in fewer operations where the backend has kernels; it reads and writes
         # the layers' own arrays, so the network stays the one source of truth
         self.fused = FusedStep.plan(self.net) if config.fused else None
@@ -746,24 +747,6 @@ def open_tensorboard(out: Path, purge_step: int | None = None):
             "--tensorboard needs tensorboardX: pip install 'xpnet[tensorboard]' (or tensorboardX)"
         ) from None
     return SummaryWriter(logdir=str(out), purge_step=purge_step)
-
-
-def new_run_dir(root="runs", tag: str = "") -> Path:
-    """A fresh folder runs/YYYYmmdd-HHMMSS[-tag][-n] that did not exist before."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / (f"{stamp}-{tag}" if tag else stamp)
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        except OSError as exc:
-            raise XpnetError(
-                f"cannot create the output folder {path}: {exc.strerror or exc}; choose one with --out"
-            ) from None
 
 
 def accuracy_of(path, dataset, device="cpu", backend=None) -> float:

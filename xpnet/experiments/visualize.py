@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import functions
-from .backend import BACKENDS, DEVICES, DTYPES, Backend, resolve, to_numpy
-from .checkpoint import (
+from ..backend import BACKENDS, DEVICES, DTYPES, Backend, resolve, to_numpy
+from ..errors import CheckpointError, ConfigError, DataError, XpnetError
+from ..fileio import atomic_write
+from ..nn import functions
+from ..nn.layers import ReLU, Sigmoid, Tanh
+from ..training.checkpoint import (
     Checkpoint,
     build_model,
     describe,
@@ -29,9 +32,6 @@ from .checkpoint import (
     load_model,
     model_file,
 )
-from .errors import CheckpointError, ConfigError, DataError, XpnetError
-from .fileio import atomic_write
-from .layers import ReLU, Sigmoid, Tanh
 
 #: The slides' grid: np.arange(-5.0, 5.0, 0.1).
 X_RANGE = (-5.0, 5.0, 0.1)
@@ -257,7 +257,7 @@ def find_misclassified(net, x_test: np.ndarray, t_test: np.ndarray) -> Misclassi
 
 def load_test_set(ckpt: Checkpoint, dataset: str | None = None, data_dir=None):
     """The test split of the dataset the run used (or `dataset`), as images (N, C, H, W)."""
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     used = ckpt.extra.get("dataset", {}) if isinstance(ckpt.extra, dict) else {}
     name = dataset or used.get("name") or ckpt.config.get("dataset")
@@ -465,7 +465,7 @@ def plot_misclassified(
 
 
 def _pyplot():
-    from .plots import _pyplot
+    from ..training.curves import _pyplot
 
     return _pyplot()
 
@@ -489,7 +489,7 @@ COMMANDS = ("activations", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import DATASET_CHOICES, positive_int
+    from ..apps.train import DATASET_CHOICES, positive_int
 
     p = argparse.ArgumentParser(
         prog="visualize.py",
@@ -553,7 +553,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
 
 
 def run(args) -> int:
-    from .cli import prepare_output_folder
+    from ..apps.train import prepare_output_folder
 
     if args.out is not None:  # before any work, so a bad --out costs no time
         prepare_output_folder(Path(args.out))
@@ -586,7 +586,7 @@ def run(args) -> int:
 def main(argv=None) -> int:
     import sys
 
-    from .cli import run_command
+    from ..apps.train import run_command
 
     argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     return run_command(build_parser(), run, argv)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import os
 import warnings
 
+from array_api_compat import device as device_of
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
-from .backend import DTYPES, Backend, dtype_name, namespace_of
-from .layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from ..backend import DTYPES, Backend, dtype_name, namespace_of
+from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 
@@ -366,6 +367,20 @@ def kernels_for(xp, device=None, dtype=None, uses=()):
     return kernels
 
 
+def optimizer_kernel(use: str, like):
+    """The fused kernel for optimizer rule `use` ("sgd", "adam") on arrays like `like`, or None.
+
+    What the Trainer hands an optimizer as its ``kernels`` (xpnet.nn.optimizers.Optimizer).
+    """
+    kernels = kernels_for(namespace_of(like), device_of(like), like.dtype, (use,))
+    return getattr(kernels, use, None) if kernels is not None else None
+
+
+def fixed_kernels(kernels):
+    """An optimizer's ``kernels`` that always uses this kernels object (self_check, replays)."""
+    return lambda use, like: getattr(kernels, use, None)
+
+
 def _factory(xp):
     """The kernels class for a namespace, or None."""
     if is_numpy_namespace(xp):
@@ -464,8 +479,8 @@ def self_check(be: Backend, kernels=None, dtype=None, uses=CHECKS) -> str | None
     """
     import numpy
 
-    from .network import MultiLayerNet
-    from .optimizers import SGD, Adam, AdamW
+    from ..nn.network import MultiLayerNet
+    from ..nn.optimizers import SGD, Adam, AdamW
 
     if kernels is None:
         kernels = kernels_for(be.xp, be.device)
@@ -492,7 +507,7 @@ def self_check(be: Backend, kernels=None, dtype=None, uses=CHECKS) -> str | None
                 params = {"p": be.asarray(rng.standard_normal(50), name)}
                 grads = {"p": be.asarray(rng.standard_normal(50), name)}
                 fast, plain = make(), make()
-                fast.kernels, plain.kernels = kernels, False
+                fast.kernels = fixed_kernels(kernels)
                 p_fast = {k: xp.asarray(v, copy=True) for k, v in params.items()}
                 p_plain = {k: xp.asarray(v, copy=True) for k, v in params.items()}
                 for _ in range(3):

@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import namespace_of
-from .errors import DataError, choose
-from .fileio import fsync_dir
-from .progress import Progress
+from ..backend import namespace_of
+from ..errors import DataError, choose
+from ..fileio import fsync_dir
+from ..progress import Progress
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "digits")
 

@@ -14,8 +14,8 @@ Where xpnet differs from the book's ``common/layers.py`` BatchNormalization (it 
 
 from __future__ import annotations
 
-from .backend import namespace_of
-from .errors import ConfigError, ShapeError
+from ..backend import namespace_of
+from ..errors import ConfigError, ShapeError
 from .layers import Layer
 
 EPS = 1e-5

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import BACKENDS, DEVICES
+from ..backend import BACKENDS, DEVICES
+from ..errors import choose
+from ..experiments.visualize import load_test_set, predict_labels
+from ..nn.precision import FORMATS, round_to
 from .checkpoint import build_model, load_checkpoint, model_file, restore_params
-from .errors import choose
-from .precision import FORMATS, round_to
-from .visualize import load_test_set, predict_labels
 
 
 @dataclass
@@ -106,7 +106,7 @@ def table(ev: Evaluation) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import DATASET_CHOICES
+    from ..apps.train import DATASET_CHOICES
 
     p = argparse.ArgumentParser(
         prog="evaluate.py",
@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .cli import say
-    from .fileio import atomic_write_text, check_writable
+    from ..apps.train import say
+    from ..fileio import atomic_write_text, check_writable
 
     if args.json is not None:  # before the minutes an evaluation can take
         check_writable(Path(args.json), "--json")
@@ -144,6 +144,6 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import run_command
+    from ..apps.train import run_command
 
     return run_command(build_parser(), run, argv)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import choose
+from ..errors import choose
 
 #: the formats round_to knows
 FORMATS = ("float16", "bfloat16")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: name -> std(n_in, n_out)
 INITIALIZERS = {

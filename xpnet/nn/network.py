@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from .backend import DTYPES, Backend, Random, backend_of, namespace_of, resolve
-from .errors import BackendError, ConfigError, ShapeError, choose
+from ..backend import DTYPES, Backend, Random, backend_of, namespace_of, resolve
+from ..errors import BackendError, ConfigError, ShapeError, choose
 from .functions import check_labels
 from .initializers import init_std
 from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss

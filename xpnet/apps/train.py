@@ -15,19 +15,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
-import traceback
-import warnings
 from pathlib import Path
 
-from .backend import BACKENDS, DEVICES, DTYPES
-from .datasets import DATASETS
-from .errors import ConfigError, XpnetError
-from .layers import ACTIVATIONS
-from .progress import mute, safe_print
-from .train import MODELS, Interrupted, TrainConfig, Trainer, new_run_dir
+from ..backend import BACKENDS, DEVICES, DTYPES
+from ..data.datasets import DATASETS
+from ..errors import ConfigError, XpnetError
+from ..nn.layers import ACTIVATIONS
+from ..training.runs import (
+    claim,
+    new_run_dir,
+    prepare_output_folder,
+    release,
+    remove_if_empty,
+    same_folder,
+)
+from ..training.trainer import MODELS, TrainConfig, Trainer
+from .common import (
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_command,
+    say,
+    seed_int,
+)
 
 DATASET_CHOICES = ("auto", *DATASETS)
 
@@ -36,29 +49,6 @@ _FIXED_ON_RESUME = (
     "dataset", "model", "hidden", "activation", "init", "optimizer", "lr", "weight_decay", "batch_size", "seed",
     "dtype", "batchnorm", "dropout",
 )  # fmt: skip
-
-
-def _argument(convert, ok, what: str):
-    """An argparse type: convert(text), accepted only when ok(value), else 'must be <what>'."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive_int = _argument(int, lambda v: v > 0, "a positive integer")
-# NaN fails both comparisons, and infinity is no learning rate either
-positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a positive number")
-non_negative_float = _argument(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
-fraction = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-seed_int = _argument(int, lambda v: 0 <= v < 2**63, "an integer >= 0")
 
 
 def init_value(text: str):
@@ -70,12 +60,14 @@ def init_value(text: str):
 
 
 # what the run writes into its folder; --overwrite removes them first, so nothing stale remains
-OUTPUT_FILES = ("metrics.jsonl", "model.npz", "checkpoint.npz", "curves.png")
+OUTPUT_FILES = (
+    "metrics.jsonl", "model.npz", "checkpoint.npz", "curves.png", "events.out.tfevents.*",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    from .optimizers import OPTIMIZERS
+    from ..nn.optimizers import OPTIMIZERS
 
     p = argparse.ArgumentParser(
         prog="train.py",
@@ -200,12 +192,8 @@ def _config_from_args(args) -> dict:
     return given
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def _load_data(config: TrainConfig, progress):
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     return load_dataset(config.dataset, config.data_dir, progress=progress)
 
@@ -224,7 +212,7 @@ def _resume_path(text: str) -> Path:
 
 def _same(option: str, given, saved) -> bool:
     if option == "init":  # "0.01", 0.01 and 1e-2 are one std; names ignore case
-        from .initializers import parse_init
+        from ..nn.initializers import parse_init
 
         try:
             return parse_init(given) == parse_init(saved)
@@ -256,61 +244,11 @@ def run(args) -> int:
     try:
         return _run(args, created, claims)
     except BaseException:
-        _release(claims)
-        _remove_if_empty(created)
+        release(claims)
+        remove_if_empty(created)
         raise
     finally:
-        _release(claims)
-
-
-RUNNING = ".xpnet-running"  # in an output folder while a run writes into it (holds the pid)
-
-
-def _claim(out: Path, claims: list[Path]) -> None:
-    """Mark `out` as in use, atomically, so two runs never write into one folder."""
-    marker = out / RUNNING
-    for _ in range(2):
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _alive(marker):
-                raise XpnetError(
-                    f"another run (process {marker.read_text().strip()}) is writing into {out}; "
-                    f"wait for it, or choose another --out"
-                ) from None
-            with contextlib.suppress(OSError):  # left by a run that was killed: take over
-                marker.unlink()
-            continue
-        except OSError as exc:
-            raise XpnetError(
-                f"cannot write into {out}: {_reason(exc)}; choose another --out"
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        claims.append(marker)
-        return
-
-
-def _alive(marker: Path) -> bool:
-    try:
-        pid = int(marker.read_text().strip())
-    except (OSError, ValueError):
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _release(claims: list[Path]) -> None:
-    while claims:
-        with contextlib.suppress(OSError):
-            claims.pop().unlink()
+        release(claims)
 
 
 def _run(args, created: list[Path], claims: list[Path]) -> int:
@@ -319,7 +257,7 @@ def _run(args, created: list[Path], claims: list[Path]) -> int:
     ckpt = None
     resume = _resume_path(args.resume) if args.resume else None
     if resume is not None:
-        from .checkpoint import load_checkpoint
+        from ..training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(resume)
         saved = dict(ckpt.config)
@@ -343,15 +281,17 @@ def _run(args, created: list[Path], claims: list[Path]) -> int:
             ) from None
 
     t_start = time.perf_counter()
-    from .backend import resolve
+    from ..backend import resolve
 
     be = resolve(config.device, config.backend)
     # before the data is loaded, so a bad --out costs no time
     out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
     if out is not None:
-        resuming_here = resume is not None and _same_folder(out, resume.parent)
-        prepare_output_folder(out, created, reuse=resuming_here, overwrite=args.overwrite)
-        _claim(out, claims)
+        resuming_here = resume is not None and same_folder(out, resume.parent)
+        prepare_output_folder(
+            out, created, reuse=resuming_here, overwrite=args.overwrite, outputs=OUTPUT_FILES
+        )
+        claim(out, claims)
     dataset = _load_data(config, progress)
     if dataset.notice:
         print(f"notice: {dataset.notice}", file=sys.stderr)
@@ -361,7 +301,7 @@ def _run(args, created: list[Path], claims: list[Path]) -> int:
             created.append(runs)
         out = new_run_dir(runs, dataset.name)
         created.append(out)
-        _claim(out, claims)
+        claim(out, claims)
     trainer = Trainer(
         config, dataset, out, progress=progress, backend=be, tensorboard=args.tensorboard
     )
@@ -418,21 +358,8 @@ def _run(args, created: list[Path], claims: list[Path]) -> int:
     return 0
 
 
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    for folder in reversed(folders):
-        with contextlib.suppress(OSError):  # not empty, or gone: keep what is there
-            folder.rmdir()
-
-
 def _plot(trainer, out: Path) -> bool:
-    from .plots import have_matplotlib, plot_run
+    from ..training.curves import have_matplotlib, plot_run
 
     if not have_matplotlib():
         print(
@@ -444,123 +371,6 @@ def _plot(trainer, out: Path) -> bool:
     title = f"{trainer.dataset.name}: {c.describe_net(trainer.data.x_train.shape[1], trainer.data.num_classes)}, {c.optimizer} lr {c.lr}"
     plot_run(trainer.history, out / "curves.png", title)
     return True
-
-
-def prepare_output_folder(
-    out: Path, created: list | None = None, *, reuse: bool = False, overwrite: bool = False
-) -> Path:
-    """Create the output folder before any training, so a bad --out costs no time.
-
-    A folder that already holds files is refused (it is another run's), unless `reuse` (the run
-    being resumed) or `overwrite` (its outputs are removed first, so nothing stale is listed).
-    Folders made here are appended to `created`.
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder; choose another output folder")
-    if out.is_dir() and not reuse:
-        try:
-            entries = sorted(p.name for p in out.iterdir())
-            if RUNNING in entries and _alive(out / RUNNING):
-                raise XpnetError(
-                    f"another run is writing into {out}; wait for it, or choose another --out"
-                )
-        except OSError as exc:
-            raise XpnetError(f"cannot read the output folder {out}: {_reason(exc)}") from None
-        if entries and not overwrite:
-            shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-            raise ConfigError(
-                f"--out {out} already holds files ({shown}); choose a new folder, resume that run "
-                f"with --resume {out}, or pass --overwrite to replace it"
-            )
-        for name in entries if overwrite else ():
-            if name in OUTPUT_FILES or name.startswith("events.out.tfevents."):
-                with contextlib.suppress(FileNotFoundError):
-                    try:
-                        (out / name).unlink()
-                    except OSError as exc:
-                        raise XpnetError(
-                            f"cannot replace {out / name}: {_reason(exc)}; choose another --out"
-                        ) from None
-    missing = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        for folder in reversed(missing):
-            folder.mkdir()
-            if created is not None:
-                created.append(folder)
-    except FileExistsError:
-        raise ConfigError(
-            f"--out {out}: a part of that path is a file, not a folder; choose another output folder"
-        ) from None
-    except OSError as exc:
-        raise XpnetError(
-            f"cannot create the output folder {out}: {_reason(exc)}; choose another with --out"
-        ) from None
-    return out
-
-
-def _reason(exc: OSError) -> str:
-    return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
-
-
-def say(line: str) -> None:
-    """Print to stdout; a closed pipe or full device stops the printing, never the run."""
-    safe_print(line)
-
-
-def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
-    """Parse `argv` and call run(args), turning errors a user can cause into one line and an exit status.
-
-    Exit 2 for usage errors (argparse's own and ConfigError), 1 for other XpnetErrors, 128 + the
-    signal after Ctrl-C or SIGTERM; a traceback only with --debug.
-    """
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help or a usage error; --help into a closed pipe stays quiet
-        _flush_stdout()
-        return exc.code if isinstance(exc.code, int) else 2
-    warnings.showwarning = _show_warning
-    try:
-        return run(args)
-    except MemoryError:
-        if args.debug:
-            traceback.print_exc()
-        print(
-            "error: out of memory: the network or the data does not fit; try smaller --hidden "
-            "sizes or a smaller --batch-size",
-            file=sys.stderr,
-        )
-        return 1
-    except Interrupted as exc:
-        print(f"\ninterrupted: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing more was written", file=sys.stderr)
-        return 130
-    except ConfigError as exc:
-        if args.debug:
-            traceback.print_exc()
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except XpnetError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a file or device failed in a way no more specific handler knew
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        _flush_stdout()
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        mute(sys.stdout)
 
 
 def main(argv=None) -> int:
