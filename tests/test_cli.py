@@ -536,3 +536,16 @@ def test_run_curves_name_the_last_accuracies(tmp_path, monkeypatch):
     plots.plot_run(history, tmp_path / "c.png")
     legend = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
     assert legend == ["train (last 0.9989)", "test (last 0.9936)"]
+
+
+def test_an_ascii_terminal_gets_replacement_characters_not_a_traceback(tmp_path):
+    # the λ of --weight-decay's help, and any later line, on a stdout that encodes only ASCII
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "L2 penalty ?" in proc.stdout
+    code = "from xpnet.progress import safe_print; safe_print('a \\u2192 b'); safe_print('then c')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.stdout.splitlines() == ["a ? b", "then c"], proc.stderr

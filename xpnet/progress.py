@@ -93,7 +93,11 @@ def safe_print(line: str, stream=None) -> bool:
     if _is_muted(stream):
         return False
     try:
-        print(line, file=stream, flush=True)
+        try:
+            print(line, file=stream, flush=True)
+        except UnicodeEncodeError:  # an ASCII terminal or PYTHONIOENCODING=ascii: "→" as "?"
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            print(line.encode(encoding, "replace").decode(encoding), file=stream, flush=True)
         return True
     except (OSError, ValueError) as exc:  # ValueError: the stream was closed
         mute(stream)

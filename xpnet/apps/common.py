@@ -4,6 +4,7 @@ per error a user can cause (`run_command`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 import warnings
@@ -59,6 +60,10 @@ def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
     Exit 2 for usage errors (argparse's own and ConfigError), 1 for other XpnetErrors, 128 + the
     signal after Ctrl-C or SIGTERM; a traceback only with --debug.
     """
+    for stream in (sys.stdout, sys.stderr):
+        # a character the terminal cannot show (λ, →) is replaced, never a traceback
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error; --help into a closed pipe stays quiet
