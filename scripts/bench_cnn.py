@@ -14,7 +14,7 @@ import numpy as np
 
 from xpnet.backend import resolve, synchronize, to_numpy
 from xpnet.nn.network import count_correct
-from xpnet.training.trainer import TrainConfig, Trainer, epoch_order
+from xpnet.training import TrainConfig, Trainer, epoch_order
 
 
 def _config(cfg, iters: int, seed: int) -> TrainConfig:

@@ -283,7 +283,7 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path, capsys):
     assert main([*TINY, "--iters", "7", "--out", str(out), "--overwrite", "--no-plot"]) == 0
     printed = capsys.readouterr().out
     assert not (out / "curves.png").exists()  # the old run's curves are gone, not listed
-    assert f"wrote {out}/{{metrics.jsonl, model.npz, checkpoint.npz}}" in printed
+    assert f"wrote {out}/{{config.json, metrics.jsonl, model.npz, checkpoint.npz}}" in printed
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["iteration"] == 7
 
@@ -382,7 +382,7 @@ def test_tensorboard_logs_every_metrics_line(tmp_path, capsys):
 
     from tensorboardX.proto import event_pb2
 
-    from xpnet.training.trainer import TENSORBOARD_TAGS
+    from xpnet.training.writers import TENSORBOARD_TAGS
 
     out = tmp_path / "r"
     assert (

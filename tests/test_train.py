@@ -65,11 +65,11 @@ def test_epoch_order_and_steps(tmp_path):
     trainer = Trainer(config(epochs=1.5, batch_size=64), blobs(), None, progress=False)
     assert trainer.steps_per_epoch == 9  # 600 // 64: the partial batch is dropped
     assert trainer.total_iters == 14
-    order = to_numpy(trainer._epoch_order(0))
+    order = to_numpy(trainer.sampler.order(0))
     assert sorted(order.tolist()) == list(range(600))
     again = Trainer(config(epochs=1.5, batch_size=64), blobs(), None, progress=False)
-    np.testing.assert_array_equal(to_numpy(again._epoch_order(0)), order)
-    assert not np.array_equal(to_numpy(trainer._epoch_order(1)), order)
+    np.testing.assert_array_equal(to_numpy(again.sampler.order(0)), order)
+    assert not np.array_equal(to_numpy(trainer.sampler.order(1)), order)
 
 
 def test_training_steps_never_read_device_values(tmp_path, monkeypatch):
@@ -98,12 +98,11 @@ def test_training_steps_never_read_device_values(tmp_path, monkeypatch):
     copies = []
     real_asarray = xs.asarray
     monkeypatch.setattr(xs, "asarray", lambda *a, **k: copies.append(1) or real_asarray(*a, **k))
-    from xpnet.progress import Progress
-    from xpnet.training.trainer import _StopSignals
+    from xpnet.training import LossMeter
 
     # 45 steps of 30 per epoch: two epochs, so exactly two host->device copies (the permutations)
-    trainer._steps(45, _StopSignals(), Progress(None, enabled=False))
-    assert trainer.iteration == 45 and len(trainer._losses) == 45
+    trainer.advance(45)
+    assert trainer.iteration == 45 and len(trainer.callback(LossMeter).losses) == 45
     assert len(copies) == 2
 
 
@@ -204,7 +203,7 @@ def test_checkpoint_into_a_different_architecture_is_a_clear_error(tmp_path):
     with pytest.raises(
         CheckpointError, match="holds a 12-16-4 network, which does not fit this 12-20-4 network"
     ):
-        trainer.restore(load_checkpoint(tmp_path / "c.npz"))
+        trainer.load_state_dict(load_checkpoint(tmp_path / "c.npz"))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "missing"])
@@ -285,15 +284,15 @@ def test_log_interval_stays_sensible_for_huge_runs(monkeypatch, tmp_path):
 
 
 def test_checkpoint_at_least_every_few_minutes(monkeypatch, tmp_path):
-    import xpnet.training.trainer as train_module
+    import xpnet.training.writers as writers
 
-    monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0.0)
-    monkeypatch.setattr(train_module, "_CHUNK", 25)
+    monkeypatch.setattr(writers, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(writers, "CHECK_CLOCK_EVERY", 25)
     trainer = Trainer(config(log_every=1000, iters=100), blobs(), tmp_path, verbose=False)
     saved = []
     real_save = trainer.save
     monkeypatch.setattr(
-        trainer, "save", lambda path, t0: saved.append(trainer.iteration) or real_save(path, t0)
+        trainer, "save", lambda path: saved.append(trainer.iteration) or real_save(path)
     )
     trainer.run()
     # every chunk past the time limit writes one, then the final checkpoint and model
@@ -410,7 +409,7 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
 def test_features_changed_after_loading_are_trained_on_as_they_are():
     """The codes are derived from x_train, so a changed x_train is never replaced by stale codes."""
     from xpnet.data.datasets import load_dataset
-    from xpnet.training.trainer import uint8_codes
+    from xpnet.training.placement import uint8_codes
 
     pytest.importorskip("sklearn")
     data = load_dataset("digits")

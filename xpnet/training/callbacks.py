@@ -1,0 +1,213 @@
+"""The parts of training around the loop: callbacks, and the readers among them.
+
+A callback is called at fixed points of `Trainer.run` (xpnet.training.trainer): the loop itself
+only draws batches, steps and updates. Each log interval has two phases: readers measure into the
+interval's record (`on_interval`: the loss meter, the divergence guard, the evaluation), then,
+once the record is complete, writers emit it (`on_record`: the console, the metrics file,
+TensorBoard, the checkpointer; in xpnet.training.writers). A callback keeps its own state in the
+checkpoint (`state_dict` / `load_state_dict`; the keys of all callbacks share one namespace, the
+checkpoint's ``extra``). Writers are marked `one_process`: a data-parallel run gives them to one
+process only.
+
+The reductions (`trainer.comm.sum`) are the identity in one process; in a data-parallel run they
+add up the processes' shares once per log line, never per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from ..errors import TrainingDiverged
+
+
+class Callback:
+    """A part of training that the Trainer calls at fixed points. Every hook is optional."""
+
+    #: callbacks run in ascending order: signals first, readers, the guard, then writers
+    order = 50
+    #: True for writers (files, console): a data-parallel run gives them to one process only
+    one_process = False
+
+    def on_fit_start(self, trainer) -> None:
+        """Before the first step of this `run` (a resumed run too)."""
+
+    def on_after_backward(self, trainer) -> None:
+        """The gradients are in the layers, the update has not happened yet (every step)."""
+
+    def on_step_end(self, trainer, loss) -> None:
+        """After the update; `loss` is the step's loss as a 0-d device array (every step)."""
+
+    def on_interval(self, trainer, record: dict) -> None:
+        """A log line is due: measure into `record` (readers) or refuse it (the guard)."""
+
+    def on_record(self, trainer, record: dict) -> None:
+        """The log line's record is complete and in `trainer.history`: emit it (writers)."""
+
+    def on_save(self, trainer) -> None:
+        """A checkpoint is about to be written: raise to refuse it."""
+
+    def on_fit_end(self, trainer, reason: str) -> None:
+        """`run` ends: reason is "done", "signal" or "error" (the exception propagates)."""
+
+    def state_dict(self) -> dict:
+        """What this callback needs to continue after a resume (JSON and arrays)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a checkpoint's saved state (all callbacks' keys: take your own)."""
+
+
+class StopRequested(Exception):
+    """A signal arrived while a callback was working (an evaluation): stop at this step."""
+
+
+class LossMeter(Callback):
+    """The mean training loss over each log interval, read from the device once per log line.
+
+    The step losses stay on the device as 0-d arrays until the log line (no host sync per step).
+    The sum and count of an unfinished interval are saved, so a run resumed mid-interval reports
+    the loss of one that was never stopped (to the rounding of float32 partial sums). At iteration 0 the loss is that of the first
+    batch before any update.
+    """
+
+    order = 10
+
+    def __init__(self):
+        self.losses: list = []  # device scalars since the last log line
+        self.carried = (0.0, 0)  # (sum, count) restored from a checkpoint
+
+    def on_step_end(self, trainer, loss) -> None:
+        self.losses.append(loss)
+
+    def so_far(self, trainer) -> tuple[float, int]:
+        """Sum and count of this process's losses since the last log line (one host read)."""
+        total, count = self.carried
+        if self.losses:
+            xp = trainer.be.xp
+            total += float(xp.sum(xp.stack(self.losses)))
+            count += len(self.losses)
+        return total, count
+
+    def on_interval(self, trainer, record: dict) -> None:
+        total, count = self.so_far(trainer)
+        if count == 0:  # iteration 0: the loss of the first batch, before any update
+            x, t = trainer.sampler.batch(0)
+            total, count = float(trainer.net.loss(x, t, train=False)), 1
+        total, count = trainer.comm.sum([total, count])
+        record["loss"] = total / count
+
+    def on_record(self, trainer, record: dict) -> None:
+        self.losses.clear()
+        self.carried = (0.0, 0)
+
+    def state_dict(self) -> dict:
+        total, count = self.carried
+        if self.losses:  # the same host read a log line makes, at a checkpoint only
+            xp = array_namespace(self.losses[0])
+            total += float(xp.sum(xp.stack(self.losses)))
+            count += len(self.losses)
+        return {"loss_sum": total, "loss_count": count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses.clear()
+        self.carried = (float(state.get("loss_sum", 0.0)), int(state.get("loss_count", 0)))
+
+
+class DivergenceGuard(Callback):
+    """Stops a run whose loss or weights are no longer finite, with advice, and refuses to write
+    a checkpoint from non-finite weights (the last finite one is kept)."""
+
+    order = 20
+
+    def on_interval(self, trainer, record: dict) -> None:
+        loss = record.get("loss", 0.0)
+        if not math.isfinite(loss):
+            raise self.diverged(trainer, loss)
+        if not trainer.weights_finite():  # the last updates, after the last loss was computed
+            raise self.diverged(trainer, loss, weights=True)
+
+    def on_save(self, trainer) -> None:
+        meter = trainer.callback(LossMeter)
+        loss = meter.so_far(trainer)[0] if meter is not None else 0.0
+        if not math.isfinite(loss):
+            raise self.diverged(trainer, loss)
+        if not trainer.weights_finite():  # an update since the last loss made them inf or NaN
+            raise self.diverged(trainer, loss, weights=True)
+
+    def diverged(self, trainer, loss: float, weights: bool = False) -> TrainingDiverged:
+        config = trainer.config
+        start = trainer.history[-1]["iteration"] if trainer.history else 0
+        saved = trainer.last_checkpoint  # (path, iteration) of this process's last, or None
+        kept = (
+            f"the last finite checkpoint is {saved[0]} (iteration {saved[1]})"
+            if saved is not None
+            else "no checkpoint was written"
+        )
+        if trainer.iteration == 0:  # before any update: the learning rate played no part
+            if not trainer.weights_finite():
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the initial weights "
+                    f"(init {config.init}) overflow {config.dtype}; use a smaller --init, "
+                    f"e.g. 0.01 or he"
+                )
+            if config.weight_decay:
+                return TrainingDiverged(
+                    f"the loss is {loss} before the first update: the L2 penalty of weight decay "
+                    f"{config.weight_decay} overflows {config.dtype}; use a smaller "
+                    f"--weight-decay, e.g. 1e-4"
+                )
+            return TrainingDiverged(
+                f"the loss is {loss} before the first update; check that the data are finite"
+            )
+        what = "the weights became inf or NaN" if weights else f"the loss became {loss}"
+        # a resumed run keeps its learning rate, so the advice is a new run, not --resume
+        return TrainingDiverged(
+            f"{what} between iterations {start} and {trainer.iteration} (lr {config.lr}); "
+            f"{kept}. Start a new run with a smaller learning rate, e.g. --lr {config.lr / 10:g}"
+        )
+
+
+class Evaluation(Callback):
+    """Train and test accuracy at every log line, in chunks of the network's evaluation batch.
+
+    Between chunks it looks for a stop request, so a signal during a long evaluation is acted on
+    at once (the unfinished line is dropped; the checkpoint is of the current step). In a
+    data-parallel run each process counts its share of the rows and the counts are added once.
+    """
+
+    order = 30
+
+    def on_interval(self, trainer, record: dict) -> None:
+        d, net, comm = trainer.data, trainer.net, trainer.comm
+        if trainer.fused is not None:
+            predict = trainer.fused.predict
+        else:
+
+            def predict(xb):
+                return net.predict(xb, train=False)
+
+        chunk = net.eval_batch_size
+        counts = [
+            self.count_correct(trainer, predict, x, t, chunk)
+            for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))
+        ]
+        train, test = comm.sum([int(c) for c in counts])  # the host reads, once per set
+        record["train_acc"] = train / d.x_train.shape[0]
+        record["test_acc"] = test / d.x_test.shape[0]
+
+    @staticmethod
+    def count_correct(trainer, predict, x, t, chunk: int) -> int:
+        """Correct predictions among this process's share of the rows of (x, t), on the device."""
+        xp = trainer.be.xp
+        n, rank, size = x.shape[0], trainer.comm.rank, trainer.comm.size
+        start, stop = n * rank // size, n * (rank + 1) // size
+        correct = 0
+        for i in range(start, stop, chunk):
+            if trainer.stop_signal is not None:
+                raise StopRequested
+            j = min(i + chunk, stop)
+            hits = xp.argmax(predict(x[i:j, ...]), axis=1) == t[i:j]
+            correct = correct + xp.sum(xp.astype(hits, xp.int64))
+        return correct

@@ -1,0 +1,238 @@
+"""The callbacks that write (the console, the progress bar, metrics.jsonl, TensorBoard,
+checkpoints) and the one that turns SIGINT/SIGTERM into a stop between steps.
+
+Writers are `one_process`: in a data-parallel run one process writes for all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..fileio import atomic_write_text
+from ..progress import Progress, safe_print
+from .callbacks import Callback
+
+#: at most this many updates run between two looks at the clock for a time-based checkpoint
+CHECK_CLOCK_EVERY = 1_000
+#: a checkpoint is written at least this often (seconds), however long the log interval
+CHECKPOINT_SECONDS = 600.0
+
+
+class StopSignals(Callback):
+    """SIGINT and SIGTERM become `trainer.stop_signal`, acted on between steps (and between
+    evaluation chunks), so a checkpoint is never half a step. A second SIGINT while a stop is
+    pending raises KeyboardInterrupt at once. Handlers are only installed in the main thread."""
+
+    order = 0
+
+    def __init__(self):
+        self._saved: dict = {}
+
+    def on_fit_start(self, trainer) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            if trainer.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            trainer.stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, handler)
+
+    def on_fit_end(self, trainer, reason: str) -> None:
+        while self._saved:
+            sig, handler = self._saved.popitem()
+            signal.signal(sig, handler)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar of the iterations on stderr (only on a terminal unless `enabled`); log lines
+    are written above it."""
+
+    order = 90
+    one_process = True
+
+    def __init__(self, enabled=None):
+        self.enabled = enabled
+        self.bar: Progress | None = None
+
+    def on_fit_start(self, trainer) -> None:
+        self.bar = Progress(trainer.total_iters, "train", enabled=self.enabled)
+        self.bar.set(trainer.iteration)
+
+    def on_step_end(self, trainer, loss) -> None:
+        if self.bar is not None:  # None in `Trainer.advance` outside `run`
+            self.bar.update()
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            safe_print(line)
+
+    def on_fit_end(self, trainer, reason: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Console(Callback):
+    """The slides' log line on stdout: `iter 600 / 10000 | loss … | train acc: … test acc: …`."""
+
+    order = 80
+    one_process = True
+
+    def __init__(self, bar: ProgressBar | None = None):
+        self.bar = bar
+
+    def on_record(self, trainer, record: dict) -> None:
+        label = "final" if record.get("final") else "iter"
+        line = (
+            f"{label} {record['iteration']:5d} / {trainer.total_iters} | loss {record['loss']:.4f} | "
+            f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
+        )
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            safe_print(line)
+
+
+class RunRecord(Callback):
+    """config.json in the run folder: what runs, as it took effect (the configuration with the
+    model's own defaults filled in, the data, the backend and device, the processes), written
+    with the first log line of every session of the run (a run that fails before it leaves none)."""
+
+    order = 80
+    one_process = True
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / "config.json"
+        self.written = False
+
+    def on_fit_start(self, trainer) -> None:
+        self.written = False
+
+    def on_record(self, trainer, record: dict) -> None:
+        if self.written:
+            return
+        self.written = True
+        from .. import __version__
+
+        config = {f: getattr(trainer.config, f) for f in trainer.config.__dataclass_fields__}
+        d = trainer.dataset
+        record = {
+            "xpnet": __version__,
+            "config": {**config, "dataset": d.name},
+            "data": {"name": d.name, "source": d.source, "train": trainer.data.x_train.shape[0],
+                     "test": trainer.data.x_test.shape[0], "classes": trainer.data.num_classes},
+            "backend": trainer.be.name,
+            "device": str(trainer.be.device),
+            "steps": "fused kernels" if trainer.fused is not None else "the layers",
+            "processes": trainer.comm.size,
+            "iterations": trainer.total_iters,
+            "network": trainer.config.describe_net(
+                math.prod(trainer.data.x_train.shape[1:]), trainer.data.num_classes
+            ),
+        }  # fmt: skip
+        atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+
+
+class MetricsFile(Callback):
+    """metrics.jsonl in the run folder: every log line's record, rewritten atomically."""
+
+    order = 81
+    one_process = True
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / "metrics.jsonl"
+
+    def on_record(self, trainer, record: dict) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in trainer.history))
+
+
+#: TensorBoard tag -> metrics.jsonl key (the accuracies share one section)
+TENSORBOARD_TAGS = {"loss": "loss", "accuracy/train": "train_acc", "accuracy/test": "test_acc"}
+
+
+class TensorBoard(Callback):
+    """Each log line as TensorBoard scalars in the run folder (`tensorboard --logdir runs`)."""
+
+    order = 82
+    one_process = True
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.writer = None
+
+    def on_fit_start(self, trainer) -> None:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "--tensorboard needs tensorboardX: pip install 'xpnet[tensorboard]' (or tensorboardX)"
+            ) from None
+        # a resumed run drops what an interrupted one logged past its checkpoint
+        self.writer = SummaryWriter(logdir=str(self.out), purge_step=trainer.iteration or None)
+
+    def on_record(self, trainer, record: dict) -> None:
+        for tag, key in TENSORBOARD_TAGS.items():
+            self.writer.add_scalar(tag, record[key], record["iteration"])
+        self.writer.flush()
+
+    def on_fit_end(self, trainer, reason: str) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Checkpointer(Callback):
+    """checkpoint.npz in the run folder at every log line (or every `every` iterations), at least
+    every CHECKPOINT_SECONDS, and when a signal stops the run; model.npz at the end.
+
+    `trainer.save` asks every callback first (`on_save`): the divergence guard refuses
+    non-finite weights, so the last checkpoint written is always a finite one.
+    """
+
+    order = 85
+    one_process = True
+
+    def __init__(self, out: Path, every: int | None = None):
+        self.path = Path(out) / "checkpoint.npz"
+        self.model_path = Path(out) / "model.npz"
+        self.every = every
+        self._saved_at = time.perf_counter()
+
+    def on_fit_start(self, trainer) -> None:
+        self._saved_at = time.perf_counter()
+
+    def save(self, trainer, path: Path | None = None) -> Path:
+        self._saved_at = time.perf_counter()
+        return trainer.save(path or self.path)
+
+    def _late(self) -> bool:
+        # a long interval must not mean hours without a checkpoint
+        return time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS
+
+    def on_step_end(self, trainer, loss) -> None:
+        i = trainer.iteration
+        if not i % trainer.log_every or i >= trainer.total_iters:
+            return  # a log line follows: on_record decides
+        if self.every and not i % self.every:
+            self.save(trainer)
+        elif not i % CHECK_CLOCK_EVERY and self._late():
+            self.save(trainer)
+
+    def on_record(self, trainer, record: dict) -> None:
+        i = record["iteration"]
+        if record.get("final"):
+            self.save(trainer)
+            self.save(trainer, self.model_path)
+        elif i > 0 and (self.every is None or not i % self.every or self._late()):
+            self.save(trainer)
