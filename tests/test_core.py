@@ -12,7 +12,7 @@ from xpnet import TwoLayerNet
 from xpnet.backend import gpu_available, to_numpy
 from xpnet.data.datasets import Dataset
 from xpnet.errors import ConfigError, LabelError, ShapeError
-from xpnet.fast.fused import FusedStep
+from xpnet.fast import FusedStep
 from xpnet.training.trainer import TrainConfig, Trainer
 
 

@@ -1,13 +1,20 @@
-"""The fast path (xpnet.fast.fused) gives the layers' numbers, in the layers' own arrays."""
+"""The fast path (xpnet.fast) gives the layers' numbers, in the layers' own arrays."""
 
 import numpy as np
 import pytest
 from conftest import assert_on
 
 from xpnet.backend import to_numpy
-from xpnet.fast import fused
-from xpnet.fast.fused import FusedStep, NumpyKernels, kernels_for, optimizer_kernel, self_check
-from xpnet.nn.network import MultiLayerNet, TwoLayerNet
+from xpnet.fast import (
+    FusedStep,
+    NumpyKernels,
+    check,
+    kernels_for,
+    optimizer_kernel,
+    registry,
+    self_check,
+)
+from xpnet.nn.mlp import MultiLayerNet, TwoLayerNet
 from xpnet.nn.optimizers import make_optimizer
 
 TOL = {"float64": 1e-12, "float32": 3e-5}
@@ -136,7 +143,7 @@ def test_optimizer_kernels_match_the_rules_written_in_optimizers(name, options, 
 
 def test_kernels_are_memoized_per_namespace(backend):
     assert kernels_for(backend.xp) is kernels_for(backend.xp)
-    assert fused.fused_enabled()
+    assert registry.fused_enabled()
 
 
 def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkeypatch, rng):
@@ -153,15 +160,15 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
     class Compiled(NumpyKernels):
         compiled = True
 
-    real_check = fused.self_check
+    real_check = check.self_check
 
-    def counting_check(be, kernels=None, dtype=None, uses=fused.CHECKS):
+    def counting_check(be, kernels=None, dtype=None, uses=check.CHECKS):
         checks.append((dtype, tuple(uses)))
         return real_check(be, kernels, dtype, uses)
 
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    monkeypatch.setattr(fused, "_factory", lambda xp: Compiled)
-    monkeypatch.setattr(fused, "self_check", counting_check)
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Compiled)
+    monkeypatch.setattr(check, "self_check", counting_check)
     be = xpnet.resolve("cpu")
     kernels = kernels_for(be.xp)
     assert type(kernels) is Compiled and checks == [], "asking for no use checks nothing"
@@ -188,10 +195,10 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
         def act_grad(self, dh, h, act):
             return super().act_grad(dh, h, act) * 1.5
 
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    monkeypatch.setattr(fused, "_factory", lambda xp: Broken)
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Broken)
     assert kernels_for(be.xp, None, "float32", ("sgd",)) is not None, "its SGD kernel is right"
-    with pytest.warns(fused.FusedKernelWarning, match="relu network's W1 gradient differs"):
+    with pytest.warns(registry.FusedKernelWarning, match="relu network's W1 gradient differs"):
         assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is None
     assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the namespace"
 

@@ -8,7 +8,7 @@ import xpnet
 from xpnet import MultiLayerNet, TwoLayerNet, max_relative_error, numerical_gradient
 from xpnet.backend import to_numpy
 from xpnet.errors import BackendError, ConfigError, LabelError, ShapeError
-from xpnet.fast.fused import FusedStep
+from xpnet.fast import FusedStep
 
 
 def small_batch(backend, rng, n=6, features=8, classes=4, dtype="float64"):

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from ..backend import Random, resolve
 from ..errors import ConfigError
 from .batchnorm import BatchNormalization
-from .conv import Convolution, Pooling
-from .conv import output_size as _out_size
+from .conv import Convolution
 from .dropout import Dropout
 from .initializers import init_std, parse_init
 from .layers import Affine, Layer, ReLU, SoftmaxWithLoss
 from .network import Network
+from .patches import output_size as _out_size
+from .pooling import Pooling
 
 
 def _positive_int(name: str, value) -> int:
