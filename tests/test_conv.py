@@ -243,6 +243,10 @@ def test_pooling_matches_torch_max_pool2d_and_autograd(case, ties, backend, rng)
 @pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_pooling_fast_branches_match_the_reference_code(case, layout, backend, rng):
+    if backend.name != "numpy":
+        # the fast branches are NumPy's: elsewhere fast=True and fast=False run the same code,
+        # which the comparisons with torch (above) and the numerical gradients check
+        pytest.skip(f"{backend.name} has no fast pooling branch: both sides would be one code")
     xp = backend.xp
     x_shape, ph, pw, stride, pad = case
     # many ties (zeros, repeated integers): the first-maximum rule must agree too

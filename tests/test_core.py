@@ -85,6 +85,8 @@ def test_the_same_run_through_fused_kernels_and_through_the_layers(optimizer, ba
         trainer = Trainer(config, data, verbose=False, progress=False, backend=backend)
         has_kernels = FusedStep.plan(trainer.net) is not None
         assert (trainer.fused is not None) == (fused and has_kernels)
+        if not has_kernels:
+            pytest.skip(f"{backend.name} has no fused kernels: both runs would be the layers'")
         record = trainer.run()
         results[fused] = (record, {k: to_numpy(v) for k, v in trainer.net.params.items()})
     (fast, fast_params), (ref, ref_params) = results[True], results[False]
