@@ -52,7 +52,10 @@ class Convolution(Layer):
             )
         sh, sw = pair(stride, "stride")
         if sh < 1 or sw < 1 or as_int(pad) is None or pad < 0:
-            raise ConfigError(f"stride must be >= 1 and pad >= 0, got stride {stride}, pad {pad}")
+            raise ConfigError(
+                f"stride must be an integer >= 1 and pad an integer >= 0, got stride {stride}, "
+                f"pad {pad}"
+            )
         xp = namespace_of(W)
         # the layer's own arrays (Layer's contract): an optimizer's in-place steps never reach
         # the caller's, and two layers built from one W do not share it

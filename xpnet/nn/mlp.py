@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ..backend import Random, resolve
 from ..errors import ConfigError, choose
 from .initializers import init_std
-from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss
+from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss, as_int
 from .network import Network, check_float_dtype
 
 
@@ -43,9 +43,11 @@ class MultiLayerNet(Network):
         from .batchnorm import BatchNormalization
         from .dropout import Dropout
 
-        sizes = [input_size, *hidden_sizes, output_size]
-        if any(not isinstance(n, int) or n <= 0 for n in sizes):
-            raise ConfigError(f"layer sizes must be positive integers, got {sizes}")
+        given = [input_size, *hidden_sizes, output_size]
+        sizes = [as_int(n) for n in given]  # NumPy integers are integers too
+        if any(n is None or n <= 0 for n in sizes):
+            raise ConfigError(f"layer sizes must be positive integers, got {given}")
+        input_size, *hidden_sizes, output_size = sizes
         if weight_decay < 0:
             raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
         activation_cls = ACTIVATIONS[choose("activation", activation, tuple(ACTIVATIONS))]

@@ -47,7 +47,8 @@ class Pooling(Layer):
         sh, sw = (ph, pw) if stride is None else pair(stride, "stride")
         if min(ph, pw, sh, sw) < 1 or as_int(pad) is None or pad < 0:
             raise ConfigError(
-                f"pool size and stride must be >= 1 and pad >= 0, got pool {ph}x{pw}, "
+                f"pool size and stride must be integers >= 1 and pad an integer >= 0, got pool "
+                f"{ph}x{pw}, "
                 f"stride {stride}, pad {pad}"
             )
         pad = as_int(pad)
