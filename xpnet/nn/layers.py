@@ -17,6 +17,9 @@ The interface every layer shares:
 
 Every layer takes its array namespace from its inputs, so a layer built from CuPy arrays runs on
 the GPU and one built from NumPy arrays on the CPU, with no other change.
+
+The activations and softmax–cross-entropy below are the reference: the fast path (xpnet.fast)
+writes them a second time as each backend's fused kernels, and is compared with these layers.
 """
 
 from __future__ import annotations
