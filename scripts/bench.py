@@ -43,7 +43,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     from xpnet.data.datasets import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
     from xpnet.fileio import atomic_write_text, check_writable
-    from xpnet.nn.network import MultiLayerNet
+    from xpnet.nn.mlp import MultiLayerNet
     from xpnet.progress import safe_print
     from xpnet.training.trainer import TrainConfig, Trainer
 except KeyboardInterrupt:

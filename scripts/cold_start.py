@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     import xpnet
     from xpnet.backend import synchronize
-    from xpnet.fast.fused import FusedStep
+    from xpnet.fast import FusedStep
 
     mark("import xpnet")
     be = xpnet.resolve(args.device, args.backend)

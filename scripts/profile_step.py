@@ -219,7 +219,7 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
     # every fused-kernel call of one step, replayed alone
     kernels = fused.kernels if fused is not None else None
     if kernels is None and opt.kernels is not None:
-        from xpnet.fast.fused import kernels_for
+        from xpnet.fast import kernels_for
 
         kernels = kernels_for(xp, be.device)
     if kernels is not None:
@@ -227,7 +227,7 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
         saved = (fused.kernels if fused is not None else None, opt.kernels)
         if fused is not None:
             fused.kernels = recorder
-        from xpnet.fast.fused import fixed_kernels
+        from xpnet.fast import fixed_kernels
 
         opt.kernels = fixed_kernels(recorder)
         try:

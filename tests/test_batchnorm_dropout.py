@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from conftest import HAS_TORCH, assert_on
 
-from xpnet import BatchNormalization, Dropout, max_relative_error, numerical_gradient
+from xpnet import (
+    BatchNormalization,
+    Dropout,
+    MultiLayerNet,
+    max_relative_error,
+    numerical_gradient,
+)
 from xpnet.backend import to_numpy
 from xpnet.errors import ConfigError, ShapeError
 
@@ -121,6 +127,31 @@ def test_batchnorm_checks_its_input(backend, rng):
         BatchNormalization(np.ones(3), np.zeros(2))
     with pytest.raises(ConfigError, match="momentum"):
         BatchNormalization(np.ones(3), np.zeros(3), momentum=1.5)
+    with pytest.raises(ShapeError, match=r"running_var of gamma's shape \(3,\), got \(2,\)"):
+        BatchNormalization(np.ones(3), np.zeros(3), running_var=np.ones(2))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1, 1)])
+def test_batchnorm_refuses_to_train_on_one_value_per_channel(shape, backend, rng):
+    """One value per channel normalizes to 0: the output would be β and the batch variance 0
+    (running_var decaying towards 0), so training learns nothing. torch refuses; so does xpnet,
+    in one line naming the fix. Evaluation, and more values per channel, are fine."""
+    layer = make_bn(backend, rng, 3)
+    x = backend.asarray(rng.standard_normal(shape), "float64")
+    with pytest.raises(ShapeError, match=r"needs more than one value per channel .*--batch-size 2"):
+        layer.forward(x)
+    assert_on(layer.forward(x, train=False), backend, "float64", shape)
+    several = backend.asarray(rng.standard_normal((1, 3, 2, 1)), "float64")  # 2 per channel
+    assert_on(layer.forward(several), backend, "float64", (1, 3, 2, 1))
+
+
+def test_a_batchnorm_network_refuses_a_batch_of_one_in_training(backend, rng):
+    net = MultiLayerNet(4, [5], 3, batchnorm=True, device=backend, dtype="float64")
+    x = backend.asarray(rng.standard_normal((1, 4)), "float64")
+    t = backend.asarray(np.array([2]))
+    with pytest.raises(ShapeError, match="BatchNormalization1 needs more than one value"):
+        net.forward_backward(x, t)
+    assert_on(net.predict(x), backend, "float64", (1, 3))
 
 
 # -- Dropout -------------------------------------------------------------------------------------

@@ -304,3 +304,24 @@ def test_resumed_deep_cnn_with_dropout_is_bit_identical(tmp_path):
     resumed.run()
     for key, value in whole.net.params.items():
         np.testing.assert_array_equal(to_numpy(resumed.net.params[key]), to_numpy(value))
+
+
+def test_numpy_integers_are_integers_and_the_config_stays_json():
+    import json
+
+    n = np.int64
+    simple = SimpleConvNet(
+        input_dim=(n(1), n(8), n(8)),
+        conv_param={"filter_num": n(4), "filter_size": n(3), "pad": n(1), "stride": n(1)},
+        hidden_size=n(5), output_size=np.int32(3), weight_init_std=np.float32(0.01),
+    )  # fmt: skip
+    deep = DeepConvNet(input_dim=(n(1), n(16), n(16)), hidden_size=n(6), output_size=n(3),
+                       conv_param_1={"filter_num": n(4), "pad": n(1)})  # fmt: skip
+    for net in (simple, deep):
+        assert json.loads(json.dumps(net.config)) == net.config  # Python ints, saved as such
+    assert simple.config["conv_param"] == {"filter_num": 4, "filter_size": 3, "pad": 1, "stride": 1}
+    assert simple.config["weight_init_std"] == float(np.float32(0.01))
+    with pytest.raises(ConfigError, match="conv_param pad must be an integer >= 0"):
+        SimpleConvNet(input_dim=(1, 8, 8), conv_param={"pad": 1.0})
+    with pytest.raises(ConfigError, match="hidden_size must be a positive integer"):
+        SimpleConvNet(input_dim=(1, 8, 8), hidden_size=True)

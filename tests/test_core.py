@@ -12,7 +12,7 @@ from xpnet import TwoLayerNet
 from xpnet.backend import gpu_available, to_numpy
 from xpnet.data.datasets import Dataset
 from xpnet.errors import ConfigError, LabelError, ShapeError
-from xpnet.fast.fused import FusedStep
+from xpnet.fast import FusedStep
 from xpnet.training.trainer import TrainConfig, Trainer
 
 
@@ -85,6 +85,8 @@ def test_the_same_run_through_fused_kernels_and_through_the_layers(optimizer, ba
         trainer = Trainer(config, data, verbose=False, progress=False, backend=backend)
         has_kernels = FusedStep.plan(trainer.net) is not None
         assert (trainer.fused is not None) == (fused and has_kernels)
+        if not has_kernels:
+            pytest.skip(f"{backend.name} has no fused kernels: both runs would be the layers'")
         record = trainer.run()
         results[fused] = (record, {k: to_numpy(v) for k, v in trainer.net.params.items()})
     (fast, fast_params), (ref, ref_params) = results[True], results[False]

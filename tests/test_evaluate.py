@@ -34,14 +34,47 @@ def same(a, b) -> bool:
     return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
-def test_round_to_float16_is_a_round_trip_through_half():
-    x = hard_values()
+#: (x, x rounded to float16), worked out by hand: 11 significant bits, ties to the even
+#: neighbour, subnormals spaced 2⁻²⁴ below 2⁻¹⁴, 65504 the largest finite and 65520 its tie
+FLOAT16_BY_HAND = [
+    (1 + 2**-11, 1.0),  # a tie between 1 and 1 + 2⁻¹⁰: to 1, the even one
+    (1 + 3 * 2**-11, 1 + 2**-9),  # a tie between 1 + 2⁻¹⁰ (odd) and 1 + 2⁻⁹ (even)
+    (1 + 2**-11 + 2**-20, 1 + 2**-10),  # just past the tie: up
+    (-(1 + 3 * 2**-11), -(1 + 2**-9)),
+    (2**-25, 0.0),  # a subnormal tie between 0 and 2⁻²⁴: to 0
+    (-(2**-25), -0.0),
+    (3 * 2**-25, 2**-23),  # between 2⁻²⁴ (odd) and 2·2⁻²⁴ (even)
+    (5 * 2**-25, 2**-23),  # between 2·2⁻²⁴ (even) and 3·2⁻²⁴ (odd)
+    (2**-25 + 2**-35, 2**-24),  # just past the tie: up to the smallest subnormal
+    (2**-14 - 2**-25, 2**-14),  # a tie between the largest subnormal (odd) and 2⁻¹⁴
+    (65504.0, 65504.0),
+    (65519.99, 65504.0),  # below the tie: the largest finite
+    (65520.0, np.inf),  # the tie between 65504 (odd) and 65536: overflows to inf
+    (-65520.0, -np.inf),
+    (1e5, np.inf),
+    (np.inf, np.inf),
+]
+
+
+def test_round_to_float16_by_hand():
+    x = np.array([v for v, _ in FLOAT16_BY_HAND], np.float32)
+    expected = np.array([r for _, r in FLOAT16_BY_HAND], np.float32)
     r = round_to(x, "float16")
     assert r.dtype == np.float32 and r.shape == x.shape
-    with np.errstate(over="ignore"):
-        assert same(r, x.astype(np.float16).astype(np.float32))
-    assert r[np.flatnonzero(x == 65520.0)][0] == np.inf  # halfway past the largest: rounds up
-    assert r[np.flatnonzero(x == np.float32(65519.99))][0] == 65504.0
+    for value, got, want in zip(x, r, expected, strict=True):
+        assert got == want and np.signbit(got) == np.signbit(want), (float(value), got, want)
+    assert np.isnan(round_to(np.array([np.nan], np.float32), "float16")[0])
+    # float64 is rounded once, not through float32 (which would make this a tie, rounded down)
+    assert round_to(np.array([1 + 2**-11 + 2**-40]), "float16")[0] == 1 + 2**-10
+
+
+def test_round_to_float16_keeps_11_significant_bits_within_half_a_unit():
+    x = hard_values()
+    r = round_to(x, "float16")
+    normal = np.isfinite(r) & (np.abs(r) >= 2.0**-14)
+    assert not np.any(r[normal].view(np.uint32) & 0x1FFF), "float16 keeps 10 of 23 stored bits"
+    fits = normal & (np.abs(x) <= 65504)
+    assert np.all(np.abs(r[fits] - x[fits]) <= np.abs(x[fits]) * 2.0**-11)
 
 
 def test_round_to_bfloat16_keeps_the_top_16_bits_rounded_to_nearest_even():

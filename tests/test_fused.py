@@ -1,13 +1,20 @@
-"""The fast path (xpnet.fast.fused) gives the layers' numbers, in the layers' own arrays."""
+"""The fast path (xpnet.fast) gives the layers' numbers, in the layers' own arrays."""
 
 import numpy as np
 import pytest
 from conftest import assert_on
 
 from xpnet.backend import to_numpy
-from xpnet.fast import fused
-from xpnet.fast.fused import FusedStep, NumpyKernels, kernels_for, optimizer_kernel, self_check
-from xpnet.nn.network import MultiLayerNet, TwoLayerNet
+from xpnet.fast import (
+    FusedStep,
+    NumpyKernels,
+    check,
+    kernels_for,
+    optimizer_kernel,
+    registry,
+    self_check,
+)
+from xpnet.nn.mlp import MultiLayerNet, TwoLayerNet
 from xpnet.nn.optimizers import make_optimizer
 
 TOL = {"float64": 1e-12, "float32": 3e-5}
@@ -71,9 +78,7 @@ def test_plan_refuses_other_stacks(rng):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_nan_propagates_through_every_fused_activation(dtype, backend):
-    kernels = kernels_for(backend.xp, backend.device)
-    if kernels is None:
-        pytest.skip("no fused kernels on this backend")
+    kernels = kernels_or_skip(backend)
     xp = backend.xp
     for act in ("relu", "sigmoid", "tanh"):
         a = backend.asarray(np.array([[np.nan, 1.0, -1.0]]), dtype)
@@ -85,8 +90,15 @@ def test_nan_propagates_through_every_fused_activation(dtype, backend):
     assert bool(xp.isnan(loss))
 
 
+def kernels_or_skip(backend):
+    kernels = kernels_for(backend.xp, backend.device)
+    if kernels is None:
+        pytest.skip(f"{backend.name} has no fused kernels: nothing to compare with the layers")
+    return kernels
+
+
 def test_self_check_passes_on_this_backend(backend):
-    assert self_check(backend) is None
+    assert self_check(backend, kernels_or_skip(backend)) is None
 
 
 def test_self_check_catches_a_wrong_kernel():
@@ -102,6 +114,8 @@ def test_self_check_catches_a_wrong_kernel():
 
 
 def test_xpnet_fused_0_means_no_kernels(monkeypatch, backend):
+    kernels_or_skip(backend)  # on a backend without kernels there would be nothing to turn off
+    assert FusedStep.plan(net_for(backend, "relu", "float32")) is not None
     monkeypatch.setenv("XPNET_FUSED", "0")
     assert kernels_for(backend.xp) is None
     assert FusedStep.plan(net_for(backend, "relu", "float32")) is None
@@ -113,30 +127,76 @@ CASES = [("sgd", {}), ("adam", {}), ("adamw", {}), ("adam", {"weight_decay": 0.1
 @pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{len(o)}" for n, o in CASES])
 def test_optimizer_kernels_match_the_rules_written_in_optimizers(name, options, backend, rng):
     fast, plain = make_optimizer(name, lr=0.01, **options), make_optimizer(name, lr=0.01, **options)
-    fast.kernels = optimizer_kernel
+    launched = []
+
+    def counting(use, like):
+        kernel = optimizer_kernel(use, like)
+        if kernel is None:
+            return None
+        return lambda *args: launched.append(use) or kernel(*args)
+
+    fast.kernels = counting
     like = backend.asarray(np.zeros(3), "float64")
     rule = "adam" if name.startswith("adam") else name
     if optimizer_kernel(rule, like) is None:
         pytest.skip(f"{backend.name} has no {rule} kernel: both sides would run the plain rule")
-    if name == "adam" and options.get("weight_decay"):
-        pytest.skip("coupled weight decay never takes the kernel: both sides run the plain rule")
+    # coupled weight decay enters g, which the kernel does not compute: it must not be taken
+    coupled = name == "adam" and bool(options.get("weight_decay"))
     shapes = {"W1": (4, 3), "b1": (3,)}
     start = {k: rng.standard_normal(s) for k, s in shapes.items()}
-    p_fast = {k: backend.asarray(v, "float64") for k, v in start.items()}
-    p_plain = {k: backend.asarray(v, "float64") for k, v in start.items()}
+    # copies: Backend.asarray shares a NumPy array's memory on the CPU backends, and two
+    # optimizers stepping one array would agree whatever the kernel computed
+    p_fast = {k: backend.asarray(v.copy(), "float64") for k, v in start.items()}
+    p_plain = {k: backend.asarray(v.copy(), "float64") for k, v in start.items()}
     for _ in range(4):
         grads = {k: backend.asarray(rng.standard_normal(s), "float64") for k, s in shapes.items()}
         fast.update(p_fast, grads)
         plain.update(p_plain, grads)
+    # the kernel did the fast side's every update; the plain side is the rule in nn.optimizers
+    assert launched == ([] if coupled else [rule] * (4 * len(shapes))) and plain.kernels is None
     for key in shapes:
         assert_on(p_fast[key], backend, "float64", shapes[key])
         close(p_fast[key], p_plain[key], "float64", key)
     assert fast.state_dict()["state"].keys() == plain.state_dict()["state"].keys()
 
 
-def test_kernels_are_memoized_per_namespace(backend):
-    assert kernels_for(backend.xp) is kernels_for(backend.xp)
-    assert fused.fused_enabled()
+def test_kernels_are_memoized_on_this_backend(backend):
+    kernels = kernels_or_skip(backend)
+    assert kernels_for(backend.xp, backend.device) is kernels
+    assert kernels_for(backend.xp) is kernels, "no device named: the namespace's default one"
+    assert registry.fused_enabled()
+
+
+def test_kernels_are_memoized_per_namespace_and_device(monkeypatch):
+    """A CuPy module loaded on one GPU cannot be launched on another: one kernels object per
+    (namespace, device), built for that device. array_api_strict's two devices stand in for two
+    GPUs, with a fake kernels class (strict has none of its own)."""
+    pytest.importorskip("array_api_strict")
+    import xpnet
+
+    built = []
+
+    class Fake:
+        def __init__(self, device=None):
+            self.device = device
+            built.append(self)
+
+        def sgd(self, p, g, lr):
+            raise AssertionError("never launched here")
+
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Fake)
+    cpu, dev1 = xpnet.resolve("cpu", "array_api_strict"), xpnet.resolve("device1")
+    on_cpu, on_dev1 = kernels_for(cpu.xp, cpu.device), kernels_for(dev1.xp, dev1.device)
+    assert on_cpu is not on_dev1, "device1 got the kernels built for the CPU device"
+    assert (on_cpu.device, on_dev1.device) == (cpu.device, dev1.device)
+    assert kernels_for(dev1.xp, dev1.device) is on_dev1
+    assert kernels_for(cpu.xp, cpu.device) is on_cpu
+    assert kernels_for(cpu.xp) is on_cpu, "no device named: the namespace's default one"
+    assert len(built) == 2
+    # an optimizer's kernel comes from its parameter's own device
+    assert optimizer_kernel("sgd", dev1.zeros((3,))).__self__ is on_dev1
+    assert optimizer_kernel("sgd", cpu.zeros((3,))).__self__ is on_cpu
 
 
 def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkeypatch, rng):
@@ -153,15 +213,15 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
     class Compiled(NumpyKernels):
         compiled = True
 
-    real_check = fused.self_check
+    real_check = check.self_check
 
-    def counting_check(be, kernels=None, dtype=None, uses=fused.CHECKS):
+    def counting_check(be, kernels=None, dtype=None, uses=check.CHECKS):
         checks.append((dtype, tuple(uses)))
         return real_check(be, kernels, dtype, uses)
 
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    monkeypatch.setattr(fused, "_factory", lambda xp: Compiled)
-    monkeypatch.setattr(fused, "self_check", counting_check)
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Compiled)
+    monkeypatch.setattr(check, "self_check", counting_check)
     be = xpnet.resolve("cpu")
     kernels = kernels_for(be.xp)
     assert type(kernels) is Compiled and checks == [], "asking for no use checks nothing"
@@ -188,12 +248,12 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
         def act_grad(self, dh, h, act):
             return super().act_grad(dh, h, act) * 1.5
 
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    monkeypatch.setattr(fused, "_factory", lambda xp: Broken)
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Broken)
     assert kernels_for(be.xp, None, "float32", ("sgd",)) is not None, "its SGD kernel is right"
-    with pytest.warns(fused.FusedKernelWarning, match="relu network's W1 gradient differs"):
+    with pytest.warns(registry.FusedKernelWarning, match="relu network's W1 gradient differs"):
         assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is None
-    assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the namespace"
+    assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the device"
 
 
 def test_self_check_covers_exactly_what_it_is_asked_for():
@@ -209,3 +269,11 @@ def test_self_check_covers_exactly_what_it_is_asked_for():
     assert "Adam update differs (float64)" in self_check(be, WrongAdam(), "float64", ("adam",))
     with pytest.raises(ValueError, match="not \\['elu'\\]"):
         self_check(be, WrongAdam(), None, ("elu",))
+
+
+def test_the_cuda_source_is_read_from_its_file_in_the_package():
+    from xpnet.fast.kernels_cupy import cuda_source
+
+    source = cuda_source()
+    for name in ("softmax_xent_f32", "softmax_xent_f64"):
+        assert f'extern "C" __global__ void {name}(' in source

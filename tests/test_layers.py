@@ -178,3 +178,72 @@ def test_affine_and_softmax_loss_match_torch_autograd(rng):
     assert float(loss) == pytest.approx(lt.item(), rel=1e-13)
     for ours, theirs in ((dx, xt.grad), (affine.dW, Wt.grad), (affine.db, bt.grad)):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# -- the layer contract: a layer owns its arrays ------------------------------------------------
+
+
+def _owning_network(kind, backend, rng):
+    """A network with two layers of `kind` built from the same caller arrays, and those arrays."""
+    from xpnet import BatchNormalization, Convolution, Network
+
+    def arr(*shape):
+        return backend.asarray(rng.standard_normal(shape), "float64")
+
+    if kind == "affine":
+        given = {"W": arr(4, 4), "b": arr(4)}
+        layers = [Affine(given["W"], given["b"]), ReLU(), Affine(given["W"], given["b"])]
+        return Network(layers), given, arr(6, 4)
+    if kind == "convolution":
+        given = {"W": arr(2, 2, 3, 3), "b": arr(2)}
+        conv = [Convolution(given["W"], given["b"], pad=1) for _ in range(2)]
+        layers = [conv[0], ReLU(), conv[1], Affine(arr(2 * 4 * 4, 4), arr(4))]
+        return Network(layers), given, arr(6, 2, 4, 4)
+    given = {"gamma": arr(4), "beta": arr(4), "running_mean": arr(4), "running_var": arr(4) ** 2}
+    norms = [
+        BatchNormalization(
+            given["gamma"],
+            given["beta"],
+            running_mean=given["running_mean"],
+            running_var=given["running_var"],
+        )
+        for _ in range(2)
+    ]
+    layers = [Affine(arr(4, 4), arr(4)), norms[0], ReLU(), Affine(arr(4, 4), arr(4)), norms[1]]
+    return Network(layers), given, arr(6, 4)
+
+
+@pytest.mark.parametrize("kind", ["affine", "convolution", "batchnorm"])
+def test_layers_copy_the_arrays_they_are_built_from(kind, backend, rng):
+    """Layer's contract: "the arrays it is built from are copied, so nothing a caller passed is
+    ever written". Every layer with parameters or buffers, two of them built from one set of
+    arrays: three SGD steps and a set_params with buffers change neither the caller's arrays nor
+    the other layer's, and each layer steps by its own gradient only."""
+    net, given, x = _owning_network(kind, backend, rng)
+    before = {name: to_numpy(a).copy() for name, a in given.items()}
+    t = backend.asarray(rng.integers(0, 4, x.shape[0]))
+    kinds = {"affine": "Affine", "convolution": "Convolution", "batchnorm": "BatchNormalization"}
+    owners = [net.layers[f"{kinds[kind]}{i}"] for i in (1, 2)]  # the two built from `given`
+    for _ in range(3):
+        net.forward_backward(x, t)
+        expected = [
+            {
+                p: to_numpy(getattr(layer, p)) - 0.1 * to_numpy(getattr(layer, "d" + p))
+                for p in layer.param_names
+            }
+            for layer in owners
+        ]
+        xpnet.SGD(lr=0.1).update(net.params, net.grads)
+        for layer, want in zip(owners, expected, strict=True):
+            for p, value in want.items():
+                assert_on(getattr(layer, p), backend, "float64", value.shape)
+                np.testing.assert_allclose(to_numpy(getattr(layer, p)), value, rtol=1e-12)
+    buffers = {
+        k: backend.asarray(np.full(tuple(v.shape), 7.0), "float64") for k, v in net.buffers.items()
+    }
+    net.set_params({**net.params, **buffers})
+    for layer in owners:
+        for name, array in given.items():
+            assert getattr(layer, name) is not array, f"{layer.name}.{name} is the caller's array"
+    for name, array in given.items():
+        np.testing.assert_array_equal(to_numpy(array), before[name], err_msg=f"{name} written")

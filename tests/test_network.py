@@ -8,7 +8,7 @@ import xpnet
 from xpnet import MultiLayerNet, TwoLayerNet, max_relative_error, numerical_gradient
 from xpnet.backend import to_numpy
 from xpnet.errors import BackendError, ConfigError, LabelError, ShapeError
-from xpnet.fast.fused import FusedStep
+from xpnet.fast import FusedStep
 
 
 def small_batch(backend, rng, n=6, features=8, classes=4, dtype="float64"):
@@ -291,3 +291,15 @@ def test_multilayer_net_with_batchnorm_and_dropout_gradient_matches_numerical(
     assert [type(layer).__name__ for layer in rebuilt.layers.values()] == [
         type(layer).__name__ for layer in net.layers.values()
     ]
+
+
+def test_numpy_integer_layer_sizes_are_integers(backend):
+    import json
+
+    net = MultiLayerNet(np.int64(4), [np.int32(3), np.uint8(5)], np.int64(2), device=backend)
+    assert net.sizes == [4, 3, 5, 2] and all(type(n) is int for n in net.sizes)
+    assert json.loads(json.dumps(net.config)) == net.config
+    assert_on(net.predict(backend.asarray(np.zeros((1, 4)), "float32")), backend, "float32", (1, 2))
+    for bad in ([3.0], [True], ["3"]):
+        with pytest.raises(ConfigError, match="layer sizes must be positive integers"):
+            MultiLayerNet(4, bad, 2, device=backend)

@@ -103,7 +103,9 @@ def host_grads(steps, seed=1, dtype=np.float64):
 
 
 def on(backend, arrays):
-    return {k: backend.asarray(v, "float32") for k, v in arrays.items()}
+    """Copies on the backend: Backend.asarray shares a NumPy array's memory on the CPU backends,
+    so without the copy an update of these would also update the host reference."""
+    return {k: backend.asarray(np.array(v, copy=True), "float32") for k, v in arrays.items()}
 
 
 def host_state(opt):

@@ -9,7 +9,7 @@ from conftest import assert_on
 
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from xpnet.nn.network import TwoLayerNet
+from xpnet.nn.mlp import TwoLayerNet
 from xpnet.training.checkpoint import load_checkpoint, load_model, save_checkpoint
 from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
 

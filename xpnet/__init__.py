@@ -22,7 +22,8 @@ from .nn.functions import (
 from .nn.gradcheck import max_relative_error, numerical_gradient
 from .nn.initializers import INITIALIZERS
 from .nn.layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
-from .nn.network import MultiLayerNet, Network, TwoLayerNet
+from .nn.mlp import MultiLayerNet, TwoLayerNet
+from .nn.network import Network
 from .nn.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -95,9 +96,11 @@ __all__ = [
 
 # chapters 6-8: convolution, pooling, batch normalization, dropout and the book's CNNs
 from .nn.batchnorm import BatchNormalization
-from .nn.conv import Convolution, Pooling, col2im, im2col
+from .nn.conv import Convolution
 from .nn.convnet import DeepConvNet, SimpleConvNet
 from .nn.dropout import Dropout
+from .nn.patches import col2im, im2col
+from .nn.pooling import Pooling
 
 __all__ += [
     "BatchNormalization",

@@ -45,12 +45,24 @@ class BatchNormalization(Layer):
         momentum = float(momentum)
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"momentum must be in [0, 1], got {momentum}")
+        for name, given in (("running_mean", running_mean), ("running_var", running_var)):
+            if given is not None and tuple(given.shape) != tuple(gamma.shape):
+                raise ShapeError(
+                    f"BatchNormalization needs {name} of gamma's shape {tuple(gamma.shape)}, "
+                    f"got {tuple(given.shape)}"
+                )
         xp = namespace_of(gamma)
-        self.gamma = gamma
-        self.beta = beta
+        # the layer's own arrays (Layer's contract): an optimizer's steps and set_params write
+        # them in place, never the caller's, and two layers built from one gamma do not share it
+        self.gamma = xp.asarray(gamma, copy=True)
+        self.beta = xp.asarray(beta, copy=True)
         self.momentum = momentum
-        self.running_mean = xp.zeros_like(gamma) if running_mean is None else running_mean
-        self.running_var = xp.ones_like(gamma) if running_var is None else running_var
+        self.running_mean = (
+            xp.zeros_like(gamma) if running_mean is None else xp.asarray(running_mean, copy=True)
+        )
+        self.running_var = (
+            xp.ones_like(gamma) if running_var is None else xp.asarray(running_var, copy=True)
+        )
         self.dgamma = None
         self.dbeta = None
         self.xn = None
@@ -79,13 +91,21 @@ class BatchNormalization(Layer):
             inv_std = 1.0 / xp.sqrt(xp.reshape(self.running_var, shape) + EPS)
             return (x - mean) * (inv_std * gamma) + beta
         m = x.shape[0] * (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
+        if m < 2:
+            # one value per channel: x̂ = 0, the output is β and the batch variance 0 (as torch,
+            # refuse rather than train on nothing)
+            raise ShapeError(
+                f"{self.name} needs more than one value per channel to train, got an input of "
+                f"shape {tuple(x.shape)}; use batches of 2 or more samples (--batch-size 2 or "
+                f"more), or train=False to use the running statistics"
+            )
         mean = xp.mean(x, axis=axes, keepdims=True)
         xc = x - mean
         var = xp.mean(xc * xc, axis=axes, keepdims=True)
         inv_std = 1.0 / xp.sqrt(var + EPS)
         xn = xc * inv_std
         mo = self.momentum
-        unbias = m / (m - 1) if m > 1 else 1.0
+        unbias = m / (m - 1)
         self.running_mean = mo * self.running_mean + (1.0 - mo) * xp.reshape(mean, (-1,))
         self.running_var = mo * self.running_var + (1.0 - mo) * unbias * xp.reshape(var, (-1,))
         self.xn, self.inv_std, self.axes = xn, inv_std, axes

@@ -15,27 +15,28 @@ from collections.abc import Mapping, Sequence
 from ..backend import Random, resolve
 from ..errors import ConfigError
 from .batchnorm import BatchNormalization
-from .conv import Convolution, Pooling
-from .conv import output_size as _out_size
+from .conv import Convolution
 from .dropout import Dropout
 from .initializers import init_std, parse_init
-from .layers import Affine, Layer, ReLU, SoftmaxWithLoss
+from .layers import Affine, Layer, ReLU, SoftmaxWithLoss, as_int
 from .network import Network
+from .patches import output_size as _out_size
+from .pooling import Pooling
 
 
 def _positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """`value` as a Python int (NumPy integers are integers too), or a ConfigError unless >= 1."""
+    number = as_int(value)
+    if number is None or number < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return number
 
 
 def _input_dim(value) -> tuple[int, int, int]:
     dims = tuple(value) if isinstance(value, Sequence) else ()
     if len(dims) != 3:
         raise ConfigError(f"input_dim must be (channels, height, width), got {value!r}")
-    for d in dims:
-        _positive_int("each of input_dim", d)
-    return dims  # type: ignore[return-value]
+    return tuple(_positive_int("each of input_dim", d) for d in dims)  # type: ignore[return-value]
 
 
 def _conv_param(value: Mapping, defaults: Mapping) -> dict:
@@ -46,9 +47,11 @@ def _conv_param(value: Mapping, defaults: Mapping) -> dict:
         )
     param = {**defaults, **value}
     for key in ("filter_num", "filter_size", "stride"):
-        _positive_int(f"conv_param {key}", param[key])
-    if not isinstance(param["pad"], int) or param["pad"] < 0:
+        param[key] = _positive_int(f"conv_param {key}", param[key])
+    pad = as_int(param["pad"])
+    if pad is None or pad < 0:
         raise ConfigError(f"conv_param pad must be an integer >= 0, got {param['pad']!r}")
+    param["pad"] = pad
     return param
 
 
@@ -113,8 +116,8 @@ class SimpleConvNet(Network):
         param = _conv_param(
             conv_param or {}, {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
         )
-        _positive_int("hidden_size", hidden_size)
-        _positive_int("output_size", output_size)
+        hidden_size = _positive_int("hidden_size", hidden_size)
+        output_size = _positive_int("output_size", output_size)
         init = parse_init(weight_init_std)
         if not weight_decay >= 0:
             raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
@@ -199,8 +202,8 @@ class DeepConvNet(Network):
         dims = _input_dim(input_dim)
         given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
         params = [_conv_param(p or {}, d) for p, d in zip(given, _DEEP_DEFAULTS, strict=True)]
-        _positive_int("hidden_size", hidden_size)
-        _positive_int("output_size", output_size)
+        hidden_size = _positive_int("hidden_size", hidden_size)
+        output_size = _positive_int("output_size", output_size)
         if not isinstance(batchnorm, bool):
             raise ConfigError(f"batchnorm must be True or False, got {batchnorm!r}")
         if not weight_decay >= 0:

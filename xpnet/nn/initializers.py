@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from ..errors import ConfigError
 
@@ -31,7 +32,8 @@ def parse_init(value) -> float | str:
             raise ConfigError(
                 f"unknown initializer {value!r}; give a std such as 0.01 or one of: {names}"
             ) from None
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)  # NumPy's too
+    if not (real and math.isfinite(value) and value > 0):
         raise ConfigError(f"initial weight std must be a positive number, got {value!r}")
     return float(value)
 

@@ -17,11 +17,15 @@ The interface every layer shares:
 
 Every layer takes its array namespace from its inputs, so a layer built from CuPy arrays runs on
 the GPU and one built from NumPy arrays on the CPU, with no other change.
+
+The activations and softmax–cross-entropy below are the reference: the fast path (xpnet.fast)
+writes them a second time as each backend's fused kernels, and is compared with these layers.
 """
 
 from __future__ import annotations
 
 import numbers
+import operator
 
 from array_api_compat import device as device_of
 from array_api_compat import is_numpy_namespace
@@ -29,6 +33,16 @@ from array_api_compat import is_numpy_namespace
 from ..backend import namespace_of
 from ..errors import ShapeError
 from .functions import as_one_hot, sigmoid
+
+
+def as_int(value) -> int | None:
+    """`value` as a Python int when it is an integer of any kind (int, a NumPy integer), else None.
+
+    Booleans are not sizes: True is refused rather than read as 1.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return operator.index(value)
+    return None
 
 
 class Layer:

@@ -1,4 +1,4 @@
-"""Networks: a sequence of layers ending in a loss layer, and the book's TwoLayerNet on top of it.
+"""Networks: a sequence of layers ending in a loss layer (the fully connected ones are in mlp.py).
 
 The layers are the one place where parameters and gradients live: ``params`` and ``grads`` are
 dicts of the layers' own arrays, built afresh at each access, so the book's idioms
@@ -8,18 +8,16 @@ dicts of the layers' own arrays, built afresh at each access, so the book's idio
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from ..backend import DTYPES, Backend, Random, backend_of, namespace_of, resolve
+from ..backend import DTYPES, Backend, backend_of, namespace_of
 from ..errors import BackendError, ConfigError, ShapeError, choose
 from .functions import check_labels
-from .initializers import init_std
-from .layers import ACTIVATIONS, Affine, Layer, SoftmaxWithLoss
+from .layers import Layer, SoftmaxWithLoss
 
 
 def check_float_dtype(xp, dtype):
@@ -309,95 +307,14 @@ class Network:
         return f"{type(self).__name__}({inner} -> {type(self.last_layer).__name__})"
 
 
-class MultiLayerNet(Network):
-    """Fully connected net: input -> (Affine -> activation) × len(hidden_sizes) -> Affine -> softmax.
+def __getattr__(name: str):
+    """MultiLayerNet and TwoLayerNet, importable from here as before they moved to mlp.py.
 
-    `weight_init` is a fixed std (the book's 0.01) or "xavier"/"lecun" (√(1/n)), "glorot"
-    (√(2/(n_in+n_out))) or "he" (√(2/n)); weights are drawn on the host from a NumPy generator
-    seeded with `seed`, so every backend starts from the same numbers, and biases start at zero.
-    `weight_decay` adds ½·λ·Σ‖W‖² to the loss. Chapter 6's extensions (the book's
-    MultiLayerNetExtend): `batchnorm` puts a BatchNormalization between each hidden Affine and its
-    activation, `dropout_ratio` > 0 a Dropout after each hidden activation (seeded from `seed`).
+    Looked up when asked for, since mlp.py imports this module: a plain import here would be
+    a cycle that fails whenever mlp.py is imported first.
     """
+    if name in ("MultiLayerNet", "TwoLayerNet"):
+        from . import mlp
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_sizes: Sequence[int],
-        output_size: int,
-        activation: str = "relu",
-        weight_init="he",
-        weight_decay: float = 0.0,
-        batchnorm: bool = False,
-        dropout_ratio: float = 0.0,
-        *,
-        device="cpu",
-        backend: str | None = None,
-        dtype="float32",
-        seed: int | None = 0,
-    ):
-        from .batchnorm import BatchNormalization
-        from .dropout import Dropout
-
-        sizes = [input_size, *hidden_sizes, output_size]
-        if any(not isinstance(n, int) or n <= 0 for n in sizes):
-            raise ConfigError(f"layer sizes must be positive integers, got {sizes}")
-        if weight_decay < 0:
-            raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
-        activation_cls = ACTIVATIONS[choose("activation", activation, tuple(ACTIVATIONS))]
-        be = resolve(device, backend)
-        dtype = check_float_dtype(be.xp, dtype)
-        rng = Random(seed)
-        layers: list[Layer] = []
-        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-            W = rng.normal(
-                (n_in, n_out),
-                init_std(weight_init, n_in, n_out),
-                xp=be.xp,
-                device=be.device,
-                dtype=dtype,
-            )
-            layers.append(Affine(W, be.zeros((n_out,), dtype)))
-            if i < len(sizes) - 2:
-                if batchnorm:
-                    layers.append(
-                        BatchNormalization(be.ones((n_out,), dtype), be.zeros((n_out,), dtype))
-                    )
-                layers.append(activation_cls())
-                if dropout_ratio:
-                    seed_i = None if seed is None else seed * 1000 + i
-                    layers.append(Dropout(dropout_ratio, seed=seed_i))
-        super().__init__(layers, SoftmaxWithLoss(), weight_decay)
-        self.sizes = sizes
-        self.config = {
-            "model": "mlp",
-            "input_size": input_size,
-            "hidden_sizes": list(hidden_sizes),
-            "output_size": output_size,
-            "activation": activation,
-            "weight_init": weight_init,
-            "weight_decay": weight_decay,
-            "batchnorm": bool(batchnorm),
-            "dropout_ratio": float(dropout_ratio),
-        }
-
-
-class TwoLayerNet(MultiLayerNet):
-    """The slides' network: input -> Affine1 -> ReLU1 -> Affine2 -> SoftmaxWithLoss."""
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        output_size: int,
-        weight_init_std: float = 0.01,
-        *,
-        device="cpu",
-        backend: str | None = None,
-        dtype="float32",
-        seed: int | None = 0,
-    ):
-        super().__init__(
-            input_size, [hidden_size], output_size, "relu", weight_init_std,
-            device=device, backend=backend, dtype=dtype, seed=seed,
-        )  # fmt: skip
+        return getattr(mlp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

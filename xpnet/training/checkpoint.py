@@ -174,7 +174,7 @@ def restore_params(net, ckpt: Checkpoint) -> None:
 
 def model_classes() -> dict:
     """The networks a checkpoint can name in its "model" entry."""
-    from ..nn.network import MultiLayerNet
+    from ..nn.mlp import MultiLayerNet
 
     classes = {"mlp": MultiLayerNet}
     try:

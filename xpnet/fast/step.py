@@ -1,0 +1,80 @@
+"""FusedStep: a fully connected network's forward and backward pass with a backend's kernels."""
+
+from __future__ import annotations
+
+from ..backend import namespace_of
+from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from .registry import kernels_for
+
+ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
+
+
+class FusedStep:
+    """Forward and backward of Affine → act → … → Affine → SoftmaxWithLoss with a backend's kernels.
+
+    Built by `plan(net)`; reads the weights from the net's layers at each call and leaves every
+    gradient in the layers (``dW``, ``db``), weight decay included. Layer caches (Affine.x,
+    ReLU.mask) are not filled: a backward pass by hand needs a forward pass through the layers.
+    Inputs are not checked: this is for data checked once (the Trainer's), with integer labels.
+    """
+
+    def __init__(self, net, affines: list[Affine], activations: list[str], kernels):
+        self.net = net
+        self.affines = affines
+        self.activations = activations
+        self.kernels = kernels
+
+    @classmethod
+    def plan(cls, net, kernels=None) -> FusedStep | None:
+        """A FusedStep for `net`, or None when its layers are not of the supported form or its
+        backend has no kernels."""
+        layers = list(net.layers.values())
+        if type(net.last_layer) is not SoftmaxWithLoss or len(layers) % 2 == 0:
+            return None
+        affines, activations = layers[0::2], layers[1::2]
+        if not all(type(a) is Affine for a in affines):
+            return None
+        if not all(type(a) in ACTIVATION_NAMES for a in activations):
+            return None
+        names = [ACTIVATION_NAMES[type(a)] for a in activations]
+        if kernels is None:
+            be = net.backend
+            kernels = kernels_for(be.xp, be.device, net.dtype, sorted(set(names)))
+        if kernels is None:
+            return None
+        return cls(net, affines, names, kernels)
+
+    def _hidden(self, x) -> list:
+        """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""
+        k = self.kernels
+        if x.ndim != 2:
+            x = namespace_of(x).reshape(x, (x.shape[0], -1))
+        outputs = [x]
+        for affine, act in zip(self.affines[:-1], self.activations, strict=True):
+            outputs.append(k.bias_act(outputs[-1] @ affine.W, affine.b, act))
+        return outputs
+
+    def predict(self, x):
+        """Scores (before softmax) for a batch, keeping nothing for a backward pass."""
+        last = self.affines[-1]
+        return self._hidden(x)[-1] @ last.W + last.b
+
+    def forward_backward(self, x, t):
+        """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""
+        net = self.net
+        if t.ndim != 1:  # one-hot rows: the layers handle them
+            return net.forward_backward(x, t, check=False)
+        k = self.kernels
+        outputs = self._hidden(x)
+        last = self.affines[-1]
+        loss, dz = k.softmax_xent(outputs[-1] @ last.W, last.b, t)
+        for i in range(len(self.affines) - 1, -1, -1):
+            affine = self.affines[i]
+            affine.dW = outputs[i].T @ dz
+            affine.db = k.colsum(dz)
+            if i:
+                dz = k.act_grad(dz @ affine.W.T, outputs[i], self.activations[i - 1])
+        loss = loss + net.decay_loss()
+        net.add_decay_grads()
+        net.last_layer.loss = loss
+        return loss
