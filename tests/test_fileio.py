@@ -102,7 +102,7 @@ def test_a_symlink_loop_is_an_error(tmp_path):
     b.symlink_to(a)
     with pytest.raises(WriteError, match="too many levels of symbolic links"):
         atomic_write_text(a, "x")
-    with pytest.raises(ConfigError, match="--json: cannot write .*too many levels"):
+    with pytest.raises(ConfigError, match=r"--json: cannot write .*too many levels"):
         check_writable(a, "--json")
     assert a.is_symlink() and b.is_symlink()
 
@@ -198,7 +198,7 @@ def test_a_folder_is_refused(tmp_path):
     (folder / "keep.txt").write_text("mine")
     with pytest.raises(WriteError, match="it is a folder; name a file"):
         atomic_write_text(folder, "x")
-    with pytest.raises(ConfigError, match="--json .*results is a folder; name a file"):
+    with pytest.raises(ConfigError, match=r"--json .*results is a folder; name a file"):
         check_writable(folder, "--json")
     assert folder.is_dir() and (folder / "keep.txt").read_text() == "mine"
     if os.name == "posix":
