@@ -11,7 +11,7 @@ import pytest
 import xpnet
 from xpnet.errors import ConfigError
 from xpnet.nn.precision import round_to
-from xpnet.training.evaluate import evaluate
+from xpnet.training.evaluation import evaluate
 from xpnet.training.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_evaluate_command_errors_are_one_line(args, message, digits_model, tmp_p
 
 def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
     pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
-    from xpnet.training import evaluate as module
+    from xpnet.training import evaluation as module
 
     config = TrainConfig(dataset="digits", hidden=[16], batchnorm=True, iters=60, batch_size=50,
                          seed=1, log_every=60)  # fmt: skip

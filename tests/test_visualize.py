@@ -9,10 +9,12 @@ import pytest
 from conftest import assert_on
 
 import xpnet
+from xpnet.apps import visualize as app
 from xpnet.backend import to_numpy
 from xpnet.experiments import visualize
 from xpnet.nn.layers import Affine, Layer
 from xpnet.nn.network import Network
+from xpnet.training import evaluation
 from xpnet.training.checkpoint import load_checkpoint, load_model
 from xpnet.training.trainer import TrainConfig, Trainer
 
@@ -92,7 +94,7 @@ def test_activation_picture_and_its_arrays(backend, tmp_path):
 
 def test_activations_command(tmp_path, capsys):
     argv = ["activations", "--out", str(tmp_path), "--backend", "numpy", "--device", "cpu"]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     assert "computed on numpy (cpu, float32)" in capsys.readouterr().out
     assert_png(tmp_path / "activations.png", 50_000)
     assert (tmp_path / "activations.npz").is_file()
@@ -176,7 +178,7 @@ def test_model_command_short_form_and_options(digits_run, tmp_path, capsys):
     path, _, record = digits_run
     # `visualize.py runs/X/model.npz` means the model subcommand
     argv = [str(path), "--out", str(tmp_path), "--prefix", "mlp-", "--max-images", "5"]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     out = capsys.readouterr().out
     assert f"accuracy {record['test_acc']:.4f}" in out
     for name in ("mlp-filters.png", "mlp-misclassified.png", "mlp-filters.npz"):
@@ -191,7 +193,7 @@ def test_model_command_short_form_and_options(digits_run, tmp_path, capsys):
         "--dataset",
         "digits",
     ]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     assert sorted(p.name for p in only.iterdir()) == ["filters.npz", "filters.png"]
 
 
@@ -224,7 +226,7 @@ def test_missing_dataset_name_is_a_data_error(digits_run, tmp_path):
     ckpt = load_checkpoint(path)
     ckpt.config, ckpt.extra = {**ckpt.config, "dataset": None}, {}
     with pytest.raises(xpnet.errors.DataError, match="pass --dataset"):
-        visualize.load_test_set(ckpt)
+        evaluation.load_test_set(ckpt)
 
 
 # -- the CNN branch: a first layer with a 4-D weight (FN, C, FH, FW) ------------------------------
@@ -258,7 +260,7 @@ def test_convolution_weights_and_inputs_keep_their_shape(backend, tmp_path):
     x = rng.random((30, 1, 8, 8)).astype(np.float32)
     t = rng.integers(0, 10, 30)
 
-    filters = visualize.filters_as_images(visualize.first_weight(net), None)
+    filters = visualize.filters_as_images(evaluation.first_weight(net), None)
     np.testing.assert_array_equal(filters, to_numpy(W))
     mis = visualize.find_misclassified(net, x, t)
     expected = to_numpy(backend.xp.argmax(net.predict(backend.asarray(x)), axis=1))
