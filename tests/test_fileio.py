@@ -182,13 +182,15 @@ def test_an_open_file_named_through_proc_is_written_in_place(tmp_path):
         pytest.skip("no /proc here")
     out = tmp_path / "stdout.txt"
     with open(out, "w") as f:
+        f.write("printed before\n")  # what the command printed
         link = tmp_path / "my-stdout"
         link.symlink_to(f"/proc/self/fd/{f.fileno()}")
         inode = os.stat(out).st_ino
+        f.flush()
         atomic_write_text(link, "through the descriptor")
         assert link.is_symlink()
     assert os.stat(out).st_ino == inode, "the open file is written, not replaced by another"
-    assert out.read_text() == "through the descriptor"
+    assert out.read_text() == "printed before\nthrough the descriptor", "appended, not truncated"
     assert leftovers(tmp_path) == []
 
 

@@ -3,8 +3,8 @@
 Atomic replacement (a temporary file beside it, then a rename) is for regular files. A path that
 is a symbolic link is written through: its target is replaced atomically, the link stays. A path
 that is a device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written directly, as a
-shell's ``>`` would: renaming over it would replace the device node or pipe by a file. A folder
-is refused.
+shell's ``>>`` would (appending: ``/dev/stdout`` redirected to a file keeps what was printed
+before): renaming over it would replace the device node or pipe by a file. A folder is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -75,8 +76,11 @@ def atomic_write(path, write: Callable, binary: bool = True) -> Path:
     mode = ("wb" if binary else "w", {} if binary else {"encoding": "utf-8"})
     target, direct = destination(path)
     if direct:
-        try:
-            with open(path, mode[0], **mode[1]) as f:
+        for stream in (sys.stdout, sys.stderr):  # /dev/stdout: after what was printed before
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()
+        try:  # appending: /dev/stdout redirected to a file keeps what is in it
+            with open(path, "a" + mode[0][1:], **mode[1]) as f:
                 write(f)
         except OSError as exc:
             raise _write_error(path, exc) from None
