@@ -293,3 +293,40 @@ def test_the_commands_run_as_modules():
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"usage: {name}.py"), done.stdout
+
+
+def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, monkeypatch):
+    """A run's --data-dir holds its dataset: another dataset is not looked for (or downloaded)
+    there, e.g. Fashion-MNIST into a shared MNIST folder."""
+    from xpnet.data import datasets
+    from xpnet.training import evaluation
+
+    ckpt = xpnet.training.checkpoint.load_checkpoint(digits_model)
+    ckpt.model = {**ckpt.model, "input_size": 784}
+    ckpt.config = {**ckpt.config, "dataset": "mnist", "data_dir": "/shared/mnist"}
+    ckpt.extra = {}
+    asked = []
+
+    def fake_load(name, data_dir=None, **kwargs):
+        asked.append((name, data_dir))
+        x = np.zeros((3, 1, 28, 28), np.float32)
+        return datasets.Dataset(name, x, np.zeros(3, np.int64), x, np.zeros(3, np.int64), 10, "")
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    evaluation.load_test_set(ckpt)
+    evaluation.load_test_set(ckpt, "fashion-mnist")
+    evaluation.load_test_set(ckpt, "fashion-mnist", "/mine")
+    assert asked == [
+        ("mnist", "/shared/mnist"),
+        ("fashion-mnist", None),
+        ("fashion-mnist", "/mine"),
+    ]
+
+
+def test_json_never_overwrites_the_model(digits_model, tmp_path):
+    before = digits_model.read_bytes()
+    for target in (digits_model, digits_model.parent / "." / "model.npz"):
+        result = _script(digits_model.parent, "--json", target, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "is the model itself; name another file" in result.stderr
+    assert digits_model.read_bytes() == before

@@ -380,6 +380,10 @@ def test_a_cnn_on_another_image_size_is_refused_before_anything_is_written(
     assert list(out.iterdir()) == []
     # on its own dataset: its 30 filters as they are, and its mistakes
     pics = visualize.draw_model(digits_cnn_run, out, max_images=3)
+    n = sum(v.size for v in load_checkpoint(digits_cnn_run).params.values())
+    assert visualize.describe_model(load_checkpoint(digits_cnn_run)) == (
+        f"simple-cnn, {n:,} parameters, 4 iterations"
+    )
     assert pics.filters_after.shape == (30, 1, 5, 5) and pics.misclassified.n_test == 300
     assert sorted(p.name for p in out.iterdir()) == [
         "filters.npz", "filters.png", "misclassified.npz", "misclassified.png",

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..backend import BACKENDS, DEVICES
 from ..data.datasets import DATASETS
+from ..errors import ConfigError
 from ..fileio import atomic_write_text, check_writable
 from ..nn.precision import FORMATS
+from ..training.checkpoint import model_file
 from ..training.evaluation import evaluate, table
 from .common import run_command, say
 
@@ -32,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="test set to use (default: the one the run used)")  # fmt: skip
     p.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder holding the dataset (default: the run's, else $XPNET_DATA_DIR)")  # fmt: skip
+                   help="folder holding the dataset (default: the run's for its dataset, else "
+                   "$XPNET_DATA_DIR)")  # fmt: skip
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default: cpu)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="array library (default: cupy for cuda, numpy for cpu)")  # fmt: skip
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.json is not None:  # before the minutes an evaluation can take
         check_writable(Path(args.json), "--json")
+        if same_file(Path(args.json), model_file(args.model)):
+            raise ConfigError(f"--json {args.json} is the model itself; name another file")
     ev = evaluate(
         args.model, args.precision, args.dataset, args.data_dir, args.device, args.backend
     )
@@ -51,6 +56,13 @@ def run(args) -> int:
     if args.json is not None:
         atomic_write_text(Path(args.json), json.dumps(dataclasses.asdict(ev), indent=1))
     return 0
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def main(argv=None) -> int:

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dataset", choices=DATASETS, default=None,
                    help="test set to use (default: the one the run used)")  # fmt: skip
     m.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder holding the dataset (default: the run's, else $XPNET_DATA_DIR)")  # fmt: skip
+                   help="folder holding the dataset (default: the run's for its dataset, else "
+                   "$XPNET_DATA_DIR)")  # fmt: skip
     m.add_argument("--max-filters", type=positive_int, default=100, metavar="N",
                    help="draw at most N first-layer units (default: 100)")  # fmt: skip
     m.add_argument("--max-images", type=positive_int, default=40, metavar="N",

@@ -42,6 +42,8 @@ def trained_on(ckpt: Checkpoint) -> str | None:
 def load_test_set(ckpt: Checkpoint, dataset: str | None = None, data_dir=None):
     """The test split of the dataset the run used (or `dataset`), as images (N, C, H, W).
 
+    `data_dir` None: the run's own folder for the run's dataset, the default place for another.
+
     The images must fit the model (`check_fits`): a mismatch is a DataError naming both.
     """
     from ..data.datasets import load_dataset
@@ -51,7 +53,7 @@ def load_test_set(ckpt: Checkpoint, dataset: str | None = None, data_dir=None):
         raise DataError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
     if name in IMAGE_SHAPES:  # before minutes of loading, or a download
         check_fits(ckpt, IMAGE_SHAPES[name], name)
-    if data_dir is None:
+    if data_dir is None and name == trained_on(ckpt):  # the run's folder holds the run's dataset
         data_dir = ckpt.config.get("data_dir")
     test = load_dataset(name, data_dir, flatten=False, progress=False)
     check_fits(ckpt, test.x_test.shape[1:], test.name)

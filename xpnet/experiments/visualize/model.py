@@ -93,10 +93,15 @@ def initial_network(ckpt: Checkpoint, be: Backend, dtype="float32"):
 
 
 def describe_model(ckpt: Checkpoint) -> str:
-    """'784-50-10 relu, 10000 iterations' for a checkpoint (the weight shapes for other networks)."""
+    """'784-50-10 relu, 10000 iterations' for a fully connected net; 'simple-cnn, 13,150
+    parameters, 30 iterations' for others (their weight shapes make a title of several lines)."""
     shapes = {k: v.shape for k, v in ckpt.params.items()}
     act = ckpt.model.get("activation")
-    head = describe(shapes) + (f" {act}" if act and "hidden_sizes" in ckpt.model else "")
+    if all(len(s) == 2 for k, s in shapes.items() if k.startswith("W")):
+        head = describe(shapes) + (f" {act}" if act and "hidden_sizes" in ckpt.model else "")
+    else:
+        n = sum(v.size for v in ckpt.params.values())
+        head = f"{ckpt.model.get('model', 'network')}, {n:,} parameters"
     return f"{head}, {ckpt.iteration} iterations"
 
 
