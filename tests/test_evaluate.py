@@ -11,7 +11,7 @@ import pytest
 import xpnet
 from xpnet.errors import ConfigError
 from xpnet.nn.precision import round_to
-from xpnet.training.evaluate import evaluate
+from xpnet.training.evaluation import evaluate
 from xpnet.training.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_evaluate_command_errors_are_one_line(args, message, digits_model, tmp_p
 
 def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
     pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
-    from xpnet.training import evaluate as module
+    from xpnet.training import evaluation as module
 
     config = TrainConfig(dataset="digits", hidden=[16], batchnorm=True, iters=60, batch_size=50,
                          seed=1, log_every=60)  # fmt: skip
@@ -227,3 +227,139 @@ def test_evaluate_rounds_batchnorm_statistics_too(tmp_path, monkeypatch):
     assert ev.results[0].accuracy == xpnet.load_model(tmp_path / "model.npz").accuracy(
         be.asarray(data.x_test.reshape(len(data.x_test), -1)), t
     )
+
+
+# -- the library's parts: a test set that fits the model, predictions in the model's chunks -------
+
+
+@pytest.fixture(scope="module")
+def digits_cnn(tmp_path_factory):
+    """A SimpleConvNet trained a few steps on the 8x8 digits: it takes (1, 8, 8) images only."""
+    pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
+    out = tmp_path_factory.mktemp("cnn")
+    config = TrainConfig(dataset="digits", model="simple-cnn", hidden=[10], iters=4,
+                         batch_size=50, seed=0, log_every=4)  # fmt: skip
+    Trainer(config, xpnet.load_dataset("digits"), out, verbose=False, progress=False).run()
+    return out / "model.npz"
+
+
+@pytest.mark.parametrize(
+    "which, takes",
+    [("digits_cnn", "images of shape (1, 8, 8)"), ("digits_model", "64 inputs")],
+)
+def test_a_test_set_of_another_image_size_is_refused_naming_both(which, takes, request, tmp_path):
+    """Before any loading (an empty --data-dir: MNIST is not even looked for) and after."""
+    path = request.getfixturevalue(which)
+    kind = "simple-cnn" if which == "digits_cnn" else "mlp"
+    message = (
+        f"this {kind} model takes {takes}, but the mnist test images are 1x28x28 (784 values); "
+        f"pass --dataset digits (the dataset it was trained on)"
+    )
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    with pytest.raises(xpnet.errors.DataError) as info:
+        evaluate(path, dataset="mnist", data_dir=empty)
+    assert str(info.value) == message
+    assert list(empty.iterdir()) == []
+    # a test set whose size only loading tells (the check after loading), e.g. another folder's
+    from xpnet.training import evaluation
+
+    ckpt = xpnet.training.checkpoint.load_checkpoint(path)
+    with pytest.raises(xpnet.errors.DataError, match=r"test images are 3x32x32 \(3072 values\)"):
+        evaluation.check_fits(ckpt, (3, 32, 32), "cifar10")
+    evaluation.check_fits(ckpt, (1, 8, 8), "digits")  # its own: no error
+    if kind == "mlp":
+        evaluation.check_fits(ckpt, (64,), "digits")  # an MLP takes them flat, too
+
+
+def test_the_command_names_the_dataset_not_an_internal_chunk(digits_model, tmp_path):
+    result = _script(digits_model, "--dataset", "mnist", "--data-dir", tmp_path, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: this mlp model takes 64 inputs, but the mnist test")
+    assert "2000" not in result.stderr and "Affine1" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_format_named_twice_is_one_row(digits_model, capsys):
+    from xpnet.apps import evaluate as app
+
+    ev = evaluate(digits_model, formats=("float16", "float16", "bfloat16", "float16"))
+    assert [r.precision for r in ev.results] == ["float32 (as saved)", "float16", "bfloat16"]
+    assert app.main([str(digits_model), "--precision", "float16", "float16"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| float16 |") == 1 and "| bfloat16 |" not in out
+
+
+def test_predictions_come_in_the_networks_evaluation_chunks(digits_cnn, backend):
+    from conftest import assert_on
+
+    from xpnet.training.evaluation import predict_labels
+
+    net = xpnet.training.checkpoint.load_model(digits_cnn, backend.device, backend.name)
+    x = xpnet.load_dataset("digits", flatten=False).x_test[:20]
+    seen = []
+    real = net.predict
+
+    def spy(xb, train=False):
+        seen.append(tuple(xb.shape))
+        scores = real(xb, train=train)
+        assert_on(scores, backend, "float32", (xb.shape[0], 10))
+        return scores
+
+    net.predict = spy
+    net.eval_batch_size = 7  # e.g. DeepConvNet's 250: its patch matrices bound the memory
+    labels, probs = predict_labels(net, x)
+    assert seen == [(7, 1, 8, 8), (7, 1, 8, 8), (6, 1, 8, 8)]
+    assert labels.shape == probs.shape == (20,) and labels.dtype == np.int64
+    expected = backend.xp.argmax(real(backend.asarray(x, "float32"), train=False), axis=1)
+    np.testing.assert_array_equal(labels, xpnet.backend.to_numpy(expected))
+    seen.clear()
+    predict_labels(net, x, batch_size=15)  # a caller's own size wins
+    assert seen == [(15, 1, 8, 8), (5, 1, 8, 8)]
+
+
+def test_the_commands_run_as_modules():
+    for name in ("evaluate", "visualize"):
+        done = subprocess.run(
+            [sys.executable, "-m", f"xpnet.apps.{name}", "--help"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"usage: {name}.py"), done.stdout
+
+
+def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, monkeypatch):
+    """A run's --data-dir holds its dataset: another dataset is not looked for (or downloaded)
+    there, e.g. Fashion-MNIST into a shared MNIST folder."""
+    from xpnet.data import datasets
+    from xpnet.training import evaluation
+
+    ckpt = xpnet.training.checkpoint.load_checkpoint(digits_model)
+    ckpt.model = {**ckpt.model, "input_size": 784}
+    ckpt.config = {**ckpt.config, "dataset": "mnist", "data_dir": "/shared/mnist"}
+    ckpt.extra = {}
+    asked = []
+
+    def fake_load(name, data_dir=None, **kwargs):
+        asked.append((name, data_dir))
+        x = np.zeros((3, 1, 28, 28), np.float32)
+        return datasets.Dataset(name, x, np.zeros(3, np.int64), x, np.zeros(3, np.int64), 10, "")
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    evaluation.load_test_set(ckpt)
+    evaluation.load_test_set(ckpt, "fashion-mnist")
+    evaluation.load_test_set(ckpt, "fashion-mnist", "/mine")
+    assert asked == [
+        ("mnist", "/shared/mnist"),
+        ("fashion-mnist", None),
+        ("fashion-mnist", "/mine"),
+    ]
+
+
+def test_json_never_overwrites_the_model(digits_model, tmp_path):
+    before = digits_model.read_bytes()
+    for target in (digits_model, digits_model.parent / "." / "model.npz"):
+        result = _script(digits_model.parent, "--json", target, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "is the model itself; name another file" in result.stderr
+    assert digits_model.read_bytes() == before

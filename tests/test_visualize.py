@@ -9,10 +9,12 @@ import pytest
 from conftest import assert_on
 
 import xpnet
+from xpnet.apps import visualize as app
 from xpnet.backend import to_numpy
 from xpnet.experiments import visualize
 from xpnet.nn.layers import Affine, Layer
 from xpnet.nn.network import Network
+from xpnet.training import evaluation
 from xpnet.training.checkpoint import load_checkpoint, load_model
 from xpnet.training.trainer import TrainConfig, Trainer
 
@@ -92,7 +94,7 @@ def test_activation_picture_and_its_arrays(backend, tmp_path):
 
 def test_activations_command(tmp_path, capsys):
     argv = ["activations", "--out", str(tmp_path), "--backend", "numpy", "--device", "cpu"]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     assert "computed on numpy (cpu, float32)" in capsys.readouterr().out
     assert_png(tmp_path / "activations.png", 50_000)
     assert (tmp_path / "activations.npz").is_file()
@@ -176,7 +178,7 @@ def test_model_command_short_form_and_options(digits_run, tmp_path, capsys):
     path, _, record = digits_run
     # `visualize.py runs/X/model.npz` means the model subcommand
     argv = [str(path), "--out", str(tmp_path), "--prefix", "mlp-", "--max-images", "5"]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     out = capsys.readouterr().out
     assert f"accuracy {record['test_acc']:.4f}" in out
     for name in ("mlp-filters.png", "mlp-misclassified.png", "mlp-filters.npz"):
@@ -191,7 +193,7 @@ def test_model_command_short_form_and_options(digits_run, tmp_path, capsys):
         "--dataset",
         "digits",
     ]
-    assert visualize.main(argv) == 0
+    assert app.main(argv) == 0
     assert sorted(p.name for p in only.iterdir()) == ["filters.npz", "filters.png"]
 
 
@@ -224,7 +226,7 @@ def test_missing_dataset_name_is_a_data_error(digits_run, tmp_path):
     ckpt = load_checkpoint(path)
     ckpt.config, ckpt.extra = {**ckpt.config, "dataset": None}, {}
     with pytest.raises(xpnet.errors.DataError, match="pass --dataset"):
-        visualize.load_test_set(ckpt)
+        evaluation.load_test_set(ckpt)
 
 
 # -- the CNN branch: a first layer with a 4-D weight (FN, C, FH, FW) ------------------------------
@@ -258,7 +260,7 @@ def test_convolution_weights_and_inputs_keep_their_shape(backend, tmp_path):
     x = rng.random((30, 1, 8, 8)).astype(np.float32)
     t = rng.integers(0, 10, 30)
 
-    filters = visualize.filters_as_images(visualize.first_weight(net), None)
+    filters = visualize.filters_as_images(evaluation.first_weight(net), None)
     np.testing.assert_array_equal(filters, to_numpy(W))
     mis = visualize.find_misclassified(net, x, t)
     expected = to_numpy(backend.xp.argmax(net.predict(backend.asarray(x)), axis=1))
@@ -282,3 +284,107 @@ def test_image_shapes():
     assert grid.shape == (2 * 2 + 1, 3 * 3 + 2)
     assert np.isnan(grid[2]).all() and np.isnan(grid[:, 3]).all()
     assert np.isnan(grid[3:, 7:]).all()  # the sixth cell is empty
+
+
+# -- the output folder: pictures by name, nothing else touched ------------------------------------
+
+
+def test_activations_into_a_folder_that_holds_files(tmp_path, capsys):
+    """README's `visualize.py activations --out docs/img`: docs/img holds other pictures."""
+    out = tmp_path / "img"
+    out.mkdir()
+    (out / "mlp-filters.png").write_bytes(b"someone else's")
+    (out / "activations.png").write_bytes(b"an old activations picture")
+    argv = ["activations", "--out", str(out), "--backend", "numpy", "--device", "cpu"]
+    assert app.main(argv) == 0, capsys.readouterr().err
+    assert_png(out / "activations.png", 50_000)
+    assert (out / "mlp-filters.png").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "activations.npz",
+        "activations.png",
+        "mlp-filters.png",
+    ]
+    assert app.main(argv) == 0  # and again: its own pictures are replaced
+    # a new folder (and its parents) is made
+    deep = tmp_path / "a" / "b"
+    assert app.main(["activations", "--out", str(deep), "--backend", "numpy"]) == 0
+    assert sorted(p.name for p in deep.iterdir()) == ["activations.npz", "activations.png"]
+
+
+def test_output_folder_errors_name_only_options_visualize_has(digits_run, tmp_path, capsys):
+    out = tmp_path / "img"
+    (out / "activations.png").mkdir(parents=True)  # a folder where the picture goes
+    assert app.main(["activations", "--out", str(out), "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a folder named activations.png" in err and "--out" in err
+    assert "--resume" not in err and "--overwrite" not in err
+    assert (out / "activations.png").is_dir()
+    # a command that fails leaves no folder it made behind
+    new = tmp_path / "new" / "pictures"
+    assert app.main(["model", str(tmp_path / "missing.npz"), "--out", str(new)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_prefix_cannot_leave_the_output_folder(digits_run, tmp_path, capsys):
+    path, _, _ = digits_run
+    out = tmp_path / "out"
+    out.mkdir()
+    for prefix in ("../x", "sub/x", "/tmp/x"):
+        argv = ["model", str(path), "--out", str(out), "--prefix", prefix, "--no-misclassified"]
+        assert app.main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"--prefix {prefix!r} must be the start of a file name, without a folder" in err
+        with pytest.raises(xpnet.errors.ConfigError, match="without a folder"):
+            visualize.draw_model(path, out, prefix=prefix, misclassified=False)
+    assert list(out.iterdir()) == [] and not list(tmp_path.glob("x*"))
+    # a prefix that only looks like a path part is a file name
+    assert (
+        app.main(["model", str(path), "--out", str(out), "--prefix", "..", "--no-misclassified"])
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["..filters.npz", "..filters.png"]
+
+
+@pytest.fixture(scope="module")
+def digits_cnn_run(tmp_path_factory):
+    """A SimpleConvNet trained a few steps on the 8x8 digits: it takes (1, 8, 8) images only."""
+    pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
+    out = tmp_path_factory.mktemp("cnn")
+    config = TrainConfig(dataset="digits", model="simple-cnn", hidden=[10], iters=4,
+                         batch_size=50, seed=0, log_every=4)  # fmt: skip
+    Trainer(config, xpnet.load_dataset("digits"), out, verbose=False, progress=False).run()
+    return out / "model.npz"
+
+
+def test_a_cnn_on_another_image_size_is_refused_before_anything_is_written(
+    digits_cnn_run, tmp_path, capsys
+):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(xpnet.errors.DataError, match=r"takes images of shape \(1, 8, 8\)"):
+        visualize.draw_model(digits_cnn_run, out, dataset="mnist", data_dir=empty)
+    with pytest.raises(xpnet.errors.DataError, match="pass --dataset digits"):
+        visualize.draw_model(digits_cnn_run, out, dataset="cifar10", misclassified=False)
+    assert list(out.iterdir()) == []
+    argv = ["model", str(digits_cnn_run), "--out", str(out), "--dataset", "mnist",
+            "--data-dir", str(empty)]  # fmt: skip
+    assert app.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: this simple-cnn model takes images of shape (1, 8, 8), but the mnist test images "
+        "are 1x28x28 (784 values); pass --dataset digits (the dataset it was trained on)\n"
+    )
+    assert list(out.iterdir()) == []
+    # on its own dataset: its 30 filters as they are, and its mistakes
+    pics = visualize.draw_model(digits_cnn_run, out, max_images=3)
+    n = sum(v.size for v in load_checkpoint(digits_cnn_run).params.values())
+    assert visualize.describe_model(load_checkpoint(digits_cnn_run)) == (
+        f"simple-cnn, {n:,} parameters, 4 iterations"
+    )
+    assert pics.filters_after.shape == (30, 1, 5, 5) and pics.misclassified.n_test == 300
+    assert sorted(p.name for p in out.iterdir()) == [
+        "filters.npz", "filters.png", "misclassified.npz", "misclassified.png",
+    ]  # fmt: skip
