@@ -10,7 +10,8 @@ import pytest
 from conftest import HAS_STRICT, HAS_TORCH, mnist_dir
 
 from xpnet.data.datasets import load_dataset
-from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
+from xpnet.training import TrainConfig, Trainer
+from xpnet.training.evaluation import accuracy_of
 
 pytestmark = [
     pytest.mark.mnist,

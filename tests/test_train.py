@@ -10,8 +10,9 @@ from conftest import assert_on
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from xpnet.nn.mlp import TwoLayerNet
+from xpnet.training import TrainConfig, Trainer
 from xpnet.training.checkpoint import load_checkpoint, load_model, save_checkpoint
-from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
+from xpnet.training.evaluation import accuracy_of
 
 
 def blobs(n_train=600, n_test=200, features=12, classes=4, seed=0):

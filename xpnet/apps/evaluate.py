@@ -22,9 +22,9 @@ from ..training.evaluation import evaluate, table
 from .common import run_command, say
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="evaluate.py",
+        prog=prog,
         description="A saved model's test accuracy, as saved and with its weights and the test "
         "images rounded to 16-bit formats (the book's chapter 8 experiment).",
     )
@@ -65,8 +65,8 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def main(argv=None) -> int:
-    return run_command(build_parser(), run, argv)
+def main(argv=None, prog: str = "evaluate.py") -> int:
+    return run_command(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ from .common import positive_int, run_command, say
 COMMANDS = ("activations", "model")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "visualize.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="visualize.py",
+        prog=prog,
         description="Draw xpnet's pictures: the activation functions and their derivatives, or a "
         "saved model's first-layer weights and misclassified test images. A model file may be "
         "given without the subcommand: visualize.py runs/X/model.npz",
@@ -171,9 +171,9 @@ def _draw(args, created: list[Path]) -> int:
     raise ConfigError(f"unknown command {args.command!r}; choose one of: {', '.join(COMMANDS)}")
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "visualize.py") -> int:
     argv = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from ..backend import to_numpy
 from ..errors import CheckpointError, DataError, choose
 from ..nn import functions
 from ..nn.precision import FORMATS, round_to
-from .checkpoint import Checkpoint, build_model, load_checkpoint, model_file, restore_params
+from .checkpoint import (
+    Checkpoint,
+    build_model,
+    load_checkpoint,
+    load_model,
+    model_file,
+    restore_params,
+)
+from .placement import split_to_device
 
 #: Image shapes (C, H, W) of the datasets xpnet loads, known before loading (or downloading) one.
 IMAGE_SHAPES = {
@@ -212,3 +220,13 @@ def table(ev: Evaluation) -> str:
         changed = "" if r is ev.results[0] else str(r.changed)
         lines.append(f"| {r.precision} | {100 * r.accuracy:.2f}% | {r.errors} | {changed} |")
     return "\n".join(lines)
+
+
+def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
+    """Test accuracy of the model saved at `path` on `dataset`, on any backend."""
+    net = load_model(path, device, backend)
+    shape = dataset.image_shape if net.sample_ndim == 3 else None
+    x, t = split_to_device(
+        dataset.x_test, dataset.t_test, dataset.num_classes, "test", net.backend, net.dtype, shape
+    )
+    return net.accuracy(x, t)

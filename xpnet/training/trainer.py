@@ -344,16 +344,3 @@ class Trainer:
         trainer = cls(config, dataset, out if out is not None else Path(path).parent, **kwargs)
         trainer.load_state_dict(ckpt)
         return trainer
-
-
-def accuracy_of(path, dataset, device="cpu", backend=None) -> float:
-    """Test accuracy of the model saved at `path` on `dataset`, on any backend."""
-    from .checkpoint import load_model
-    from .placement import split_to_device
-
-    net = load_model(path, device, backend)
-    shape = dataset.image_shape if net.sample_ndim == 3 else None
-    x, t = split_to_device(
-        dataset.x_test, dataset.t_test, dataset.num_classes, "test", net.backend, net.dtype, shape
-    )
-    return net.accuracy(x, t)
