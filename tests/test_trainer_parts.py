@@ -371,6 +371,16 @@ def test_the_refusal_advises_resume_only_for_a_run(tmp_path, capsys):
     assert "--resume" not in err and "pass --overwrite to replace it" in err
 
 
+def test_batch_norm_on_batches_of_one_is_refused_before_any_work(tmp_path, capsys):
+    from xpnet.apps.train import main
+
+    with pytest.raises(ConfigError, match="needs 2 or more samples"):
+        TrainConfig(batchnorm=True, batch_size=1).validate()
+    args = ["--dataset", "digits", "--batchnorm", "--batch-size", "1", "--out", str(tmp_path / "r")]
+    assert main(args) == 2 and not (tmp_path / "r").exists()
+    assert "use --batch-size 2 or more" in capsys.readouterr().err
+
+
 def test_epochs_beyond_any_run_are_refused():
     with pytest.raises(ConfigError, match="more updates than any run can make"):
         Trainer(config(epochs=1e300), blobs(), None, verbose=False)

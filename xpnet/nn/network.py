@@ -305,16 +305,3 @@ class Network:
     def __repr__(self) -> str:
         inner = " -> ".join(repr(layer) for layer in self.layers.values())
         return f"{type(self).__name__}({inner} -> {type(self.last_layer).__name__})"
-
-
-def __getattr__(name: str):
-    """MultiLayerNet and TwoLayerNet, importable from here as before they moved to mlp.py.
-
-    Looked up when asked for, since mlp.py imports this module: a plain import here would be
-    a cycle that fails whenever mlp.py is imported first.
-    """
-    if name in ("MultiLayerNet", "TwoLayerNet"):
-        from . import mlp
-
-        return getattr(mlp, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

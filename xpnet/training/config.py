@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from ..errors import ConfigError, choose
 from ..nn.convnet import DeepConvNet, SimpleConvNet
 from ..nn.initializers import parse_init
-from ..nn.network import MultiLayerNet
+from ..nn.mlp import MultiLayerNet
 from ..nn.optimizers import make_optimizer
 from .checkpoint import model_classes
 
@@ -113,6 +113,11 @@ class TrainConfig:
                 raise ConfigError(message)
         parse_init(self.init)
         self._check_model_options()
+        if self.batchnorm and self.batch_size < 2:
+            raise ConfigError(
+                "--batchnorm normalizes over the batch and needs 2 or more samples in it; "
+                "use --batch-size 2 or more"
+            )
         return self
 
     def _check_model_options(self) -> None:
