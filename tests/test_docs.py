@@ -562,7 +562,7 @@ def inline_commands():
     for page in PAGES:
         text = FENCE.sub("", page.read_text(encoding="utf-8"))
         for m in INLINE.finditer(text):
-            command = m.group(1)
+            command = " ".join(m.group(1).split())  # a span may break across lines
             words = command.split()
             placeholder = any(re.fullmatch(r"[A-Z][A-Z_]+", w) for w in words)
             bare = words[0] == "xpnet" and len(words) < 3  # a name, like `xpnet train`
