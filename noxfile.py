@@ -46,7 +46,7 @@ def tests(session: nox.Session, backend: str) -> None:
 
 # The test extra's tools for the docs and notebooks, not libraries xpnet's code uses: the minimum
 # session leaves them out (their floors say nothing about xpnet), and those tests skip there.
-TOOLS = {"mkdocs-material", "mkdocstrings[python]", "nbclient", "nbformat", "ipykernel"}
+TOOLS = {"mkdocs", "mkdocs-material", "mkdocstrings[python]", "nbclient", "nbformat", "ipykernel"}
 
 
 def minimum_versions() -> list[str]:
