@@ -17,8 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xpnet.training import epoch_order
-
 
 def tensors(arrays, device, grad=True) -> list:
     """Host NumPy arrays as float32 leaf tensors on `device` (weights: requires_grad)."""
@@ -45,6 +43,11 @@ def cnn_forward(params: list, x):
     h = F.max_pool2d(F.conv2d(x, W1, b1).relu_(), 2)
     h = torch.addmm(b2, h.flatten(1), W2).relu_()
     return torch.addmm(b3, h, W3)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """xpnet's sample order of an epoch (xpnet.training.epoch_order), without importing xpnet."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def batches(n: int, batch: int, seed: int, iters: int, device):
