@@ -40,7 +40,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     import xpnet
     from xpnet.apps.common import positive_int, seed_int
     from xpnet.backend import gpu_available, resolve, synchronize
-    from xpnet.data.datasets import Dataset, DataUnavailable, load_dataset
+    from xpnet.data import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
     from xpnet.fileio import atomic_write_text, check_writable
     from xpnet.nn.network import MultiLayerNet

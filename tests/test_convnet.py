@@ -234,7 +234,7 @@ def test_simple_convnet_one_epoch_on_mnist():
 
 def _digits():
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     return load_dataset("digits")
 

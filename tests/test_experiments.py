@@ -14,7 +14,7 @@ import pytest
 from conftest import mnist_dir
 
 from xpnet.backend import resolve, to_numpy
-from xpnet.data import datasets
+from xpnet.data import fetch
 from xpnet.experiments import compare as experiments
 from xpnet.experiments.compare import (
     COMPARISONS,
@@ -38,7 +38,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """No test may reach the network: MNIST and Fashion-MNIST are unavailable unless on disk."""
-    monkeypatch.setattr(datasets, "MIRRORS", {})
+    monkeypatch.setattr(fetch, "MIRRORS", {})
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import HAS_STRICT, HAS_TORCH, mnist_dir
 
-from xpnet.data.datasets import load_dataset
+from xpnet.data import load_dataset
 from xpnet.training.trainer import TrainConfig, Trainer, accuracy_of
 
 pytestmark = [

@@ -257,7 +257,7 @@ def find_misclassified(net, x_test: np.ndarray, t_test: np.ndarray) -> Misclassi
 
 def load_test_set(ckpt: Checkpoint, dataset: str | None = None, data_dir=None):
     """The test split of the dataset the run used (or `dataset`), as images (N, C, H, W)."""
-    from ..data.datasets import load_dataset
+    from ..data import load_dataset
 
     used = ckpt.extra.get("dataset", {}) if isinstance(ckpt.extra, dict) else {}
     name = dataset or used.get("name") or ckpt.config.get("dataset")
