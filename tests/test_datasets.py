@@ -773,13 +773,13 @@ def test_a_named_mnist_folder_is_never_written_for_another_dataset(
     before = freeze(folder)
     with pytest.raises(DataError) as info:
         load_dataset("cifar10", folder if named_by == "argument" else None)
+    assert state(folder) == before and cifar.server.requests == []  # not even a folder made
     message = str(info.value)
     assert message.startswith(f"{how} {folder} holds no CIFAR-10 files: {folder} holds ")
     assert "it should hold CIFAR-10's cifar-10-binary.tar.gz" in message
     assert f"point {how} at the folder holding them, or " in message
     assert f"to download CIFAR-10 into the cache {isolated}" in message and "\n" not in message
     assert not isinstance(info.value, DataUnavailable)
-    assert state(folder) == before and cifar.server.requests == []
     # and the folder still serves MNIST, read only
     assert_is_tiny(load_dataset("mnist", folder if named_by == "argument" else None), tiny)
     assert state(folder) == before

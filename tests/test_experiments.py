@@ -251,7 +251,7 @@ def test_default_output_folder_is_new_under_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.mnist
-@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_MNIST_DIR to the MNIST files")
+@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_DATA_DIR to the MNIST files")
 def test_quick_mnist_is_a_small_subset(tmp_path):
     out = tmp_path / "out"
     args = ["--quick", "--iters", "20", "--data-dir", str(mnist_dir()), "--out", str(out)]

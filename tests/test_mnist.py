@@ -1,6 +1,6 @@
 """The slides' experiment on the real MNIST: about 97% test accuracy with the default settings.
 
-Needs the four MNIST files in the folder XPNET_MNIST_DIR names (.ci/run points it at the shared
+Needs the four MNIST files in the folder XPNET_DATA_DIR names (.ci/run points it at the shared
 copy); skipped, with the reason, elsewhere.
 """
 
@@ -16,7 +16,7 @@ pytestmark = [
     pytest.mark.mnist,
     pytest.mark.slow,
     pytest.mark.skipif(
-        mnist_dir() is None, reason="set XPNET_MNIST_DIR to a folder with the MNIST files"
+        mnist_dir() is None, reason="set XPNET_DATA_DIR to a folder with the MNIST files"
     ),
 ]
 
