@@ -161,11 +161,13 @@ def load_dataset(
     """Load "mnist", "fashion-mnist", "cifar10" or "digits" as host arrays; "auto" is MNIST,
     else digits.
 
-    "auto" falls back to the offline digits (with `notice` set, and `name` "digits") only when no
-    `data_dir` is named and MNIST's files are absent and cannot be had: no network, downloads off,
-    or a cache folder that cannot be written. A bad file, or a `data_dir` that does not exist or
-    holds no dataset, raises instead. Naming a dataset never falls back. `progress=False` hides the
-    download bar, which is drawn only on a terminal anyway.
+    The files are read from `data_dir`, else $XPNET_DATA_DIR, never written there; else from
+    xpnet's cache, which missing files are downloaded into (`xpnet.data.files`). "auto" falls back
+    to the offline digits (with `notice` set, and `name` "digits") only when no folder is named and
+    MNIST's files are absent from the cache and cannot be had: no network, downloads off, or a
+    cache that cannot be made or written. A bad file, or a named folder that does not exist or
+    lacks the dataset, raises instead. Naming a dataset never falls back. `progress=False` hides
+    the download bar, which is drawn only on a terminal anyway.
     """
     name = choose("dataset", name, (*DATASETS, "auto"))
     notice = None
