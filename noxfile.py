@@ -39,8 +39,10 @@ def tests(session: nox.Session, backend: str) -> None:
         # cupy-cuda12x by default; XPNET_CUPY=cupy-cuda13x for a CUDA 13 driver
         session.install(os.environ.get("XPNET_CUPY", "cupy-cuda12x"))
     env = {"XPNET_TEST_BACKENDS": BACKENDS[backend]}
-    if "XPNET_MNIST_DIR" in os.environ:
-        env["XPNET_MNIST_DIR"] = os.environ["XPNET_MNIST_DIR"]
+    # XPNET_DATA_DIR: where the real-MNIST tests find it (XPNET_MNIST_DIR: its former name)
+    for var in ("XPNET_DATA_DIR", "XPNET_MNIST_DIR"):
+        if var in os.environ:
+            env[var] = os.environ[var]
     session.run("pytest", *session.posargs, env=env)
 
 

@@ -41,7 +41,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     import xpnet
     from xpnet.apps.common import positive_int, seed_int
     from xpnet.backend import gpu_available, resolve, synchronize
-    from xpnet.data.datasets import Dataset, DataUnavailable, load_dataset
+    from xpnet.data import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
     from xpnet.fileio import atomic_write_text, check_writable
     from xpnet.nn.mlp import MultiLayerNet
@@ -423,9 +423,11 @@ def describe_machine() -> str:
 
 
 def load_data(data_dir, quick: bool):
-    """MNIST (from --data-dir, $XPNET_MNIST_DIR, $XPNET_DATA_DIR or the cache), else synthetic."""
+    """MNIST (from --data-dir, $XPNET_DATA_DIR or the cache), else synthetic."""
     named = data_dir
-    data_dir = data_dir or os.environ.get("XPNET_MNIST_DIR")
+    if not data_dir and not os.environ.get("XPNET_DATA_DIR"):
+        # XPNET_MNIST_DIR: the tests' former name for XPNET_DATA_DIR, still honoured here
+        data_dir = os.environ.get("XPNET_MNIST_DIR")
     n_train, n_test = (6000, 2000) if quick else (60_000, 10_000)
     try:
         data = load_dataset("mnist", data_dir, download=False, progress=False)
@@ -466,7 +468,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the MNIST files (else $XPNET_MNIST_DIR, the cache)",
+        help="folder with the MNIST files (else $XPNET_DATA_DIR, the cache)",
     )
     p.add_argument(
         "--no-slides", action="store_true", help="skip the slides' code (the slowest runner)"

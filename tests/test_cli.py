@@ -232,7 +232,7 @@ def test_signal_writes_checkpoint_and_resume_is_bit_identical(sig, tmp_path):
 def _digits_as_auto(monkeypatch):
     """`--dataset auto` as it behaves offline with no MNIST: the digits, named "digits"."""
     from xpnet.apps import train as cli
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     def fallback(config, progress):
         assert config.dataset == "auto"

@@ -200,7 +200,7 @@ def test_constructors_check_their_arguments():
 
 @pytest.mark.slow
 @pytest.mark.mnist
-@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_MNIST_DIR to a folder with MNIST")
+@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_DATA_DIR to a folder with MNIST")
 def test_simple_convnet_one_epoch_on_mnist():
     """One epoch, Adam lr 0.001, batch 100 (the book's settings), He init: >= 97.5% test accuracy.
 
@@ -234,7 +234,7 @@ def test_simple_convnet_one_epoch_on_mnist():
 
 def _digits():
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     return load_dataset("digits")
 

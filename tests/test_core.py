@@ -10,7 +10,7 @@ from conftest import HAS_TORCH, assert_on
 import xpnet
 from xpnet import TwoLayerNet
 from xpnet.backend import gpu_available, to_numpy
-from xpnet.data.datasets import Dataset
+from xpnet.data import Dataset
 from xpnet.errors import ConfigError, LabelError, ShapeError
 from xpnet.fast import FusedStep
 from xpnet.training.trainer import TrainConfig, Trainer
@@ -212,7 +212,7 @@ SYNC_CHECK = """
 import sys
 import numpy as np
 import torch
-from xpnet.data.datasets import Dataset
+from xpnet.data import Dataset
 from xpnet.training.trainer import TrainConfig, Trainer
 
 optimizer, device = sys.argv[1:]

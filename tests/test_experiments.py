@@ -14,7 +14,7 @@ import pytest
 from conftest import mnist_dir
 
 from xpnet.backend import resolve, to_numpy
-from xpnet.data import datasets
+from xpnet.data import fetch
 from xpnet.experiments import compare as experiments
 from xpnet.experiments.compare import (
     COMPARISONS,
@@ -38,7 +38,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """No test may reach the network: MNIST and Fashion-MNIST are unavailable unless on disk."""
-    monkeypatch.setattr(datasets, "MIRRORS", {})
+    monkeypatch.setattr(fetch, "MIRRORS", {})
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
@@ -250,11 +250,14 @@ def test_default_output_folder_is_new_under_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in run.iterdir()) == ["depth.json", "depth.md", "depth.png"]
 
 
+MNIST_DIR = mnist_dir()  # read before the autouse fixture removes XPNET_DATA_DIR
+
+
 @pytest.mark.mnist
-@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_MNIST_DIR to the MNIST files")
+@pytest.mark.skipif(MNIST_DIR is None, reason="set XPNET_DATA_DIR to the MNIST files")
 def test_quick_mnist_is_a_small_subset(tmp_path):
     out = tmp_path / "out"
-    args = ["--quick", "--iters", "20", "--data-dir", str(mnist_dir()), "--out", str(out)]
+    args = ["--quick", "--iters", "20", "--data-dir", str(MNIST_DIR), "--out", str(out)]
     assert main(["dataset", *args]) == 0
     rows, doc = check_outputs(out, "dataset")
     mnist = next(d for d in doc["datasets"] if d["name"] == "mnist")

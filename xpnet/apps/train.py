@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..backend import BACKENDS, DEVICES, DTYPES, resolve
-from ..data.datasets import DATASETS
+from ..data import DATASETS
 from ..errors import ConfigError, XpnetError
 from ..nn.layers import ACTIVATIONS
 from ..training.checkpoint import load_checkpoint
@@ -185,7 +185,7 @@ def _config_from_args(args) -> dict:
 
 
 def _load_data(config: TrainConfig, progress):
-    from ..data.datasets import load_dataset
+    from ..data import load_dataset
 
     return load_dataset(config.dataset, config.data_dir, progress=progress)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from ..apps.common import positive_int, run_command, seed_int
 from ..apps.train import DATASET_CHOICES
 from ..backend import BACKENDS, Backend, resolve
-from ..data.datasets import Dataset, load_dataset
+from ..data import Dataset, load_dataset
 from ..errors import ConfigError, DataError, TrainingDiverged, choose
 from ..fileio import atomic_write, atomic_write_text
 from ..nn.optimizers import OPTIMIZERS

@@ -134,7 +134,7 @@ def validation_split(dataset: str, data_dir, n_data: int, validation: float, see
     first int(n_data * validation) of them validate and the rest train. The real test set is never
     used. Loaded once per process.
     """
-    from ..data.datasets import load_dataset
+    from ..data import load_dataset
 
     key = (dataset, str(data_dir), n_data, validation, seed)
     if key not in _SPLITS:
