@@ -94,8 +94,8 @@ def main() -> int:
     log(0)
     tl.train(tl.mlp_forward, params, opt, x, t, args.seed, iters, 100, after_step)
     log(iters)
-    torch.save({f"{k}{i // 2 + 1}": p.detach() for i, (k, p) in
-                enumerate(zip(["W", "b"] * 2, params))}, out / "model.pt")  # fmt: skip
+    names = ["W1", "b1", "W2", "b2"]
+    torch.save({k: p.detach() for k, p in zip(names, params, strict=True)}, out / "model.pt")
     plot(history, out / "curves.png")
     print(f"done: test accuracy {history[-1]['test_acc']:.4f}; {time.perf_counter() - t0:.1f} s")
     return 0

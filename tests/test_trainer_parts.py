@@ -129,7 +129,7 @@ def test_a_checkpoint_of_the_flat_house_loads_and_this_trainer_gives_its_very_nu
     The same run now must give bit-identical weights, buffers, dropout state and log lines, and
     resume from the old file."""
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     digits = load_dataset("digits")
     old = load_checkpoint(DATA / "v1-mlp-digits-checkpoint.npz")
@@ -155,7 +155,7 @@ def test_a_checkpoint_of_the_flat_house_loads_and_this_trainer_gives_its_very_nu
 
 def test_a_cnn_checkpoint_of_the_flat_house_resumes(tmp_path):
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     trainer = Trainer.resume(DATA / "v1-simple-cnn-digits-checkpoint.npz", load_dataset("digits"),
                              out=tmp_path, overrides={"iters": 6}, verbose=False)  # fmt: skip
