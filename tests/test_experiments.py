@@ -278,8 +278,8 @@ def test_an_interrupt_keeps_the_finished_variants_and_a_rerun_trains_only_the_re
 
 
 def test_an_interrupted_rerun_leaves_the_complete_report_as_it_was(tmp_path, monkeypatch, capsys):
-    """The issue: `compare.py width --out D`, then the same interrupted: D's .md, .json and .png
-    held 1 variant and 4 'not run'. Now the partial report goes beside them."""
+    """The issue: `compare.py width --out D`, then the same (--retrain: trained again) interrupted:
+    D's .md, .json and .png held 1 variant and 4 'not run'. Now the partial report goes beside."""
     out = tmp_path / "out"
     argv = ["width", "--quick", "--iters", "20", "--out", str(out)]
     assert main(argv) == 0
@@ -287,16 +287,34 @@ def test_an_interrupted_rerun_leaves_the_complete_report_as_it_was(tmp_path, mon
     assert sorted(before) == ["width.json", "width.md", "width.png"]
     stop_at(monkeypatch, 2)
     capsys.readouterr()
-    assert main(argv) == 128 + signal.SIGINT
+    assert main([*argv, "--retrain"]) == 128 + signal.SIGINT
     for name, content in before.items():
         assert (out / name).read_bytes() == content, f"{name} was replaced"
     assert (out / "width.partial.md").exists() and (out / "width.partial.png").exists()
-    assert [v["status"] for v in json.loads((out / "width.partial.json").read_text())["variants"]][
-        :2
-    ] == ["ok", "interrupted at iteration 0"]
+    partial = json.loads((out / "width.partial.json").read_text())
+    assert [v["status"] for v in partial["variants"]][:2] == ["ok", "interrupted at iteration 0"]
     err = capsys.readouterr().err
     assert "(width.md, .json and .png, of an earlier complete run, are left as they were)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_rerun_with_the_same_settings_keeps_every_variant_unless_retrain(
+    tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    argv = ["depth", "--quick", "--iters", "10", "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "depth.json").read_text())
+    started = stop_at(monkeypatch, 0)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert started == []  # nothing trained again
+    printed = capsys.readouterr().out
+    assert f"resuming {out / 'depth.json'}: the variants it holds are kept" in printed
+    assert sum(line.endswith("(kept from the earlier run)") for line in printed.splitlines()) == 5
+    assert json.loads((out / "depth.json").read_text()) == first
+    assert main([*argv, "--seed", "1"]) == 0 and len(started) == 5  # other settings: trained
+    assert main([*argv, "--seed", "1", "--retrain"]) == 0 and len(started) == 10
 
 
 def test_ctrl_c_between_two_variants_keeps_the_finished_ones(tmp_path, monkeypatch, capsys):
@@ -703,13 +721,14 @@ def test_python_m_xpnet_apps_compare_help():
 
 
 def test_ctrl_c_on_a_rerun_leaves_the_complete_report_as_it_was(tmp_path):
-    """The issue as reported: a complete comparison, then the same command interrupted by SIGINT."""
+    """The issue as reported: a complete comparison, then the same one trained again (--retrain)
+    and interrupted by SIGINT."""
     out = tmp_path / "out"
     args = ["width", "--quick", "--iters", "300", "--out", str(out)]
     assert run_script(*args).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "compare.py"), *args],
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), *args, "--retrain"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -723,3 +742,26 @@ def test_ctrl_c_on_a_rerun_leaves_the_complete_report_as_it_was(tmp_path):
     rows = table((out / "width.partial.md").read_text())
     assert rows[0]["status"] == "ok" and rows[-1]["status"] == "not run (interrupted)"
     assert "Traceback" not in stderr and "left as they were" in stderr
+
+
+def test_ctrl_c_while_the_report_is_written_waits_for_its_last_file(tmp_path, monkeypatch, capsys):
+    real = cli.write_report
+
+    def interrupted_midway(report, out):
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came while the plot was drawn
+        return real(report, out)
+
+    monkeypatch.setattr(cli, "write_report", interrupted_midway)
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(tmp_path)]) == 130
+    check_outputs(tmp_path, "depth")  # the three files, all of this run
+    assert capsys.readouterr().err == "interrupted after the files above were written\n"
+
+
+def test_an_interrupt_before_any_variant_finished_writes_nothing(tmp_path, monkeypatch, capsys):
+    stop_at(monkeypatch, 1)
+    out = tmp_path / "out"
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(out)]) == 130
+    assert not out.exists()  # made for this run, and empty: removed
+    assert (
+        capsys.readouterr().err == "interrupted: depth: no variant finished; nothing was written\n"
+    )

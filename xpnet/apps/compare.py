@@ -2,15 +2,19 @@
 
 --out is checked for writing before anything trains. One line per variant as it finishes. A
 comparison that was interrupted, or in which a variant failed, is written as <name>.partial.*,
-never over a complete <name>.*; the same command run again trains only what is missing there.
+never over a complete <name>.*. The same command run again keeps the variants the reports in --out
+hold (unless --retrain) and trains only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..backend import BACKENDS, resolve
@@ -24,12 +28,13 @@ from ..experiments.compare import (
     DataCache,
     Outcome,
     Report,
+    pick_earlier,
     read_earlier,
     resume_mismatch,
     run_comparison,
     write_report,
 )
-from ..experiments.compare.report import SUFFIXES, stem, unfinished
+from ..experiments.compare.report import SUFFIXES, stem, unfinished, worth_writing
 from ..fileio import check_writable
 from ..parallel.dask import Runner, open_runner
 from ..training.runs import new_run_dir, prepare_output_folder, remove_if_empty
@@ -50,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"Default length: {FULL_ITERS} iterations on MNIST (batch {BATCH_SIZE}); --quick: "
         f"{QUICK_ITERS} iterations on the offline digits (or on {QUICK_SUBSET[0]} MNIST samples "
         f"with --dataset mnist); batchnorm, overfit and cnn run for the book's number of epochs "
-        f"instead. Writes <name>.png, <name>.md and <name>.json into --out. An interrupted "
-        f"comparison, or one in which a variant failed, is written as <name>.partial.* (never "
-        f"over a complete <name>.*); the same command run again trains only what is missing.",
+        f"instead. Writes <name>.png, <name>.md and <name>.json into --out; an interrupted "
+        f"comparison, or one in which a variant failed, as <name>.partial.* (never over a "
+        f"complete <name>.*). The same command run again keeps the variants these files hold "
+        f"and trains only what is missing.",
     )
     p.add_argument("comparison", choices=names, metavar="COMPARISON",
                    help=f"one of: {', '.join(names)}")  # fmt: skip
@@ -73,21 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the initial weights and the sample order (default: 0)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="a small version that runs in seconds (offline digits, fewer iterations)")  # fmt: skip
+    p.add_argument("--retrain", action="store_true",
+                   help="train every variant again, even those the reports in --out already hold "
+                   "(default: keep them when their settings are this run's)")  # fmt: skip
     add_runner_options(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
 
-def _print_outcome(o: Outcome, debug: bool = False) -> None:
+def _print_outcome(o: Outcome, width: int = 26, debug: bool = False) -> None:
     kept = "  (kept from the earlier run)" if o.kept else ""
     if o.final:
         f = o.final
         note = "" if o.status == "ok" else f"  {o.status}"
-        say(f"  {o.label:<26} test acc {f['test_acc']:.4f}  train acc {f['train_acc']:.4f}  "
+        say(f"  {o.label:<{width}} test acc {f['test_acc']:.4f}  train acc {f['train_acc']:.4f}  "
             f"{o.seconds:6.1f} s{note}{kept}")  # fmt: skip
     else:
         time_ = f"  {o.seconds:6.1f} s" if o.history else ""
-        say(f"  {o.label:<26} {o.status}{time_}{kept}")
+        say(f"  {o.label:<{width}} {o.status}{time_}{kept}")
     if debug and o.failed and o.detail:
         print(o.detail.rstrip(), file=sys.stderr)
 
@@ -100,22 +109,39 @@ def _print_dataset(d: Dataset) -> None:
     )
 
 
-def _announce(earlier: dict | None, out: Path, report: Report) -> None:
-    """The comparison's first line, and whether an earlier partial report is resumed."""
+def _announce(earlier: dict[Path, dict], out: Path, report: Report) -> None:
+    """The comparison's first line, and which earlier report in `out` it resumes."""
     c = report.comparison
     length = f"{report.iters} iterations"
     if report.epochs is not None:
         length += f" ({report.epochs:g} epochs)"
     say(f"{c.name}: {c.summary}; {length} each")
-    if earlier is None:
-        return
+    resumed = pick_earlier(earlier.values(), report)
     partial = out / f"{stem(c.name, complete=False)}.json"
-    differs = resume_mismatch(earlier, report)
-    if differs:
-        print(f"notice: {partial} is of other settings ({'; '.join(differs)}): every variant is "
-              f"trained, and it is replaced", file=sys.stderr)  # fmt: skip
-    else:
-        say(f"resuming {partial}: its trained variants are kept")
+    if resumed is not None:
+        path = next(p for p, doc in earlier.items() if doc is resumed)
+        say(f"resuming {path}: the variants it holds are kept (--retrain trains them again)")
+    elif partial.exists():
+        differs = resume_mismatch(earlier[partial], report) if partial in earlier else []
+        print(f"notice: {partial} is of other settings ({'; '.join(differs) or 'unreadable'}): "
+              f"every variant is trained, and this run's report replaces it", file=sys.stderr)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C or SIGTERM while the three files are written waits for the last of them, so a
+    report is never half new (a .md of this run beside a .json of the last)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    saved = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+             for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield caught
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def run(args, argv) -> int:
@@ -159,27 +185,33 @@ def run(args, argv) -> int:
 def _run_all(args, names, dataset, be, load, out: Path, command, runner) -> int:
     failed = 0
     for name in names:
-        earlier = read_earlier(out, name)
+        earlier = {} if args.retrain else read_earlier(out, name)
+        width = max(26, *(len(v.label) for v in COMPARISONS[name].variants))
         report = run_comparison(
             name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
-            on_outcome=functools.partial(_print_outcome, debug=args.debug), runner=runner,
-            resume=earlier, on_start=functools.partial(_announce, earlier, out),
+            on_outcome=functools.partial(_print_outcome, width=width, debug=args.debug),
+            runner=runner, resume=list(earlier.values()), on_start=functools.partial(_announce, earlier, out),
         )  # fmt: skip
         report.command = command
-        paths = write_report(report, out)
-        say(f"wrote {out}/{{{', '.join(p.name for p in paths)}}}")
-        if report.complete:
-            continue
-        kept = ""
-        if (out / f"{name}.json").exists():
-            kept = (
-                f" ({name}.md, .json and .png, of an earlier complete run, are left as they were)"
-            )
-        what = "interrupted" if report.interrupted is not None else "error"
-        print(f"{what}: {name}: {unfinished(report)}{kept}", file=sys.stderr)
-        if report.interrupted is not None:
-            return 128 + report.interrupted
-        failed += sum(o.failed for o in report.outcomes)
+        with _signals_deferred() as caught:
+            paths = write_report(report, out)
+        if paths:
+            say(f"wrote {out}/{{{', '.join(p.name for p in paths)}}}")
+        signum = report.interrupted if report.interrupted is not None else next(iter(caught), None)
+        if not report.complete:
+            what = "interrupted" if report.interrupted is not None else "error"
+            if not worth_writing(report):
+                print(f"{what}: {name}: no variant finished; nothing was written", file=sys.stderr)
+            else:
+                kept = ""
+                if (out / f"{name}.json").exists():
+                    kept = f" ({name}.md, .json and .png, of an earlier complete run, are left as they were)"
+                print(f"{what}: {name}: {unfinished(report)}{kept}", file=sys.stderr)
+            failed += sum(o.failed for o in report.outcomes)
+        if signum is not None:
+            if report.interrupted is None:
+                print("interrupted after the files above were written", file=sys.stderr)
+            return 128 + signum
     return 1 if failed else 0
 
 

@@ -1,7 +1,7 @@
 """What became of a comparison's variants (Outcome, Report), as JSON and back from it.
 
-The JSON (`to_json`) holds every history; read back (`earlier_outcomes`), the variants of an
-unfinished run trained to their end are kept by a rerun with the same settings.
+The JSON (`to_json`) holds every history; read back (`earlier_outcomes`), the variants an earlier
+run of the same settings trained to their end are kept by a rerun, not trained again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Outcome:
     detail: str = ""  # the full message of a divergence or failure
     config: dict | None = None
     style: dict = field(default_factory=dict)
-    kept: bool = False  # taken from an earlier, unfinished run of the same settings
+    kept: bool = False  # taken from an earlier run of the same settings, not trained again
 
     @property
     def final(self) -> dict | None:
@@ -130,9 +130,18 @@ def outcome_from_json(v: dict, style: dict) -> Outcome | None:
     return o if ok and o.trained else None
 
 
-def earlier_outcomes(doc: dict | None, report: Report) -> dict[str, Outcome]:
-    """The trained variants of an earlier run's JSON, by label, when its settings are `report`'s."""
-    if not isinstance(doc, dict) or resume_mismatch(doc, report):
+def pick_earlier(docs, report: Report) -> dict | None:
+    """The first of earlier runs' JSON `docs` (newest first) whose settings are `report`'s."""
+    for doc in docs or ():
+        if isinstance(doc, dict) and not resume_mismatch(doc, report):
+            return doc
+    return None
+
+
+def earlier_outcomes(docs, report: Report) -> dict[str, Outcome]:
+    """The variants trained to their end in the first of `docs` of `report`'s settings, by label."""
+    doc = pick_earlier(docs, report)
+    if doc is None:
         return {}
     styles = {v.label: v.style for v in report.comparison.variants}
     kept = {}

@@ -3,9 +3,9 @@ atomically into one folder; an unfinished one beside the complete one, never ove
 
 `<name>.md`, `<name>.json` and `<name>.png` only ever hold a complete comparison: every variant
 trained to its end (or its dataset unavailable). A comparison that was interrupted, or in which a
-variant failed, goes to `<name>.partial.md/.json/.png` instead; rerun with the same settings, it
-trains only what is missing there (run_comparison's `resume`), and once complete it replaces
-`<name>.*` and the partial files are removed.
+variant failed, goes to `<name>.partial.md/.json/.png` instead. A rerun with the same settings
+keeps the variants these reports hold (`read_earlier`, run_comparison's `resume`) and trains only
+what is missing; once complete it replaces `<name>.*` and the partial files are removed.
 """
 
 from __future__ import annotations
@@ -112,26 +112,39 @@ def stem(name: str, complete: bool = True) -> str:
     return name if complete else f"{name}.partial"
 
 
-def read_earlier(out, name: str) -> dict | None:
-    """The JSON of comparison `name`'s partial report in `out`, None if there is none to resume.
+def read_earlier(out, name: str) -> dict[Path, dict]:
+    """The JSON of comparison `name`'s reports in `out` by path, newest first: the partial one,
+    then the complete one (their values are run_comparison's `resume`).
 
-    A file that cannot be read or parsed is no report (it will be replaced); only its trained
-    variants whose settings match are ever kept (run.earlier_outcomes).
+    A file that cannot be read or parsed is no report (it will be replaced); only the variants of
+    one with this run's settings and each variant's config are ever kept (record.earlier_outcomes).
     """
-    path = Path(out) / f"{stem(name, complete=False)}.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    docs = {}
+    for complete in (False, True):
+        path = Path(out) / f"{stem(name, complete)}.json"
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict):
+            docs[path] = doc
+    return docs
+
+
+def worth_writing(report: Report) -> bool:
+    """False for a partial report in which no variant finished or failed: it would hold nothing."""
+    return report.complete or any(o.trained or o.failed for o in report.outcomes)
 
 
 def write_report(report: Report, out) -> list[Path]:
     """Write the report into `out`: <name>.md, .json and (with matplotlib) .png when complete,
-    else <name>.partial.*; a complete one removes the partial files it supersedes."""
+    else <name>.partial.* (nothing when no variant finished); a complete one removes the partial
+    files it supersedes. Returns the paths written."""
     from ...training.curves import have_matplotlib
 
     out, name = Path(out), report.comparison.name
+    if not worth_writing(report):
+        return []
     base = stem(name, report.complete)
     paths = [
         atomic_write_text(out / f"{base}.md", markdown(report)),

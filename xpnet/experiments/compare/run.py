@@ -1,4 +1,4 @@
-"""Running a comparison: each variant trained, or kept from an unfinished run of the same settings.
+"""Running a comparison: each variant trained, or kept from an earlier run of the same settings.
 
 Every variant uses the same seed and batch size, hence the same initial-weight stream and the same
 sample order (the Trainer draws each epoch's order from (seed, epoch) alone). A variant whose loss
@@ -121,7 +121,7 @@ def run_comparison(
     dtype: str = "float32",
     on_outcome: Callable[[Outcome], None] | None = None,
     runner: Runner | None = None,
-    resume: dict | None = None,
+    resume: list[dict] | None = None,
     on_start: Callable[[Report], None] | None = None,
 ) -> Report:
     """Train every variant of a comparison (a name in COMPARISONS, or your own) and report them.
@@ -133,8 +133,9 @@ def run_comparison(
     "failed" and the others run on. A SIGINT or SIGTERM stops after the current step: the report
     then holds what finished and says so.
 
-    `resume` is the JSON of an unfinished earlier run (report.to_json): when its settings are
-    this run's, its variants trained to their end are kept (Outcome.kept), not trained again.
+    `resume` holds the JSON (record.to_json) of earlier runs, newest first: in the first whose
+    settings are this run's, the variants trained to their end with the same TrainConfig are kept
+    (Outcome.kept), not trained again.
     `on_start(report)` is called once the length is known, before any variant runs.
 
     `runner` (xpnet.parallel.dask.open_runner) runs the variants elsewhere, e.g. on Dask workers,
