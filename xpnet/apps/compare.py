@@ -114,7 +114,7 @@ def _announce(earlier: dict[Path, dict], out: Path, report: Report) -> None:
     c = report.comparison
     length = f"{report.iters} iterations"
     if report.epochs is not None:
-        length += f" ({report.epochs:g} epochs)"
+        length += f" ({report.epochs:.3g} epochs)"
     say(f"{c.name}: {c.summary}; {length} each")
     resumed = pick_earlier(earlier.values(), report)
     partial = out / f"{stem(c.name, complete=False)}.json"
