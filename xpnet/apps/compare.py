@@ -109,22 +109,24 @@ def _print_dataset(d: Dataset) -> None:
     )
 
 
-def _announce(earlier: dict[Path, dict], out: Path, report: Report) -> None:
-    """The comparison's first line, and which earlier report in `out` it resumes."""
+def _announce(earlier: dict[Path, dict] | None, out: Path, report: Report) -> None:
+    """The comparison's first line, and which earlier report in `out` it resumes (`earlier`:
+    read_earlier's; None with --retrain)."""
     c = report.comparison
     length = f"{report.iters} iterations"
     if report.epochs is not None:
         length += f" ({report.epochs:.3g} epochs)"
     say(f"{c.name}: {c.summary}; {length} each")
-    resumed = pick_earlier(earlier.values(), report)
+    resumed = pick_earlier((earlier or {}).values(), report)
     partial = out / f"{stem(c.name, complete=False)}.json"
     if resumed is not None:
         path = next(p for p, doc in earlier.items() if doc is resumed)
         say(f"resuming {path}: the variants it holds are kept (--retrain trains them again)")
-    elif partial.exists():
+    if earlier is not None and partial.exists() and earlier.get(partial) is not resumed:
         differs = resume_mismatch(earlier[partial], report) if partial in earlier else []
-        print(f"notice: {partial} is of other settings ({'; '.join(differs) or 'unreadable'}): "
-              f"every variant is trained, and this run's report replaces it", file=sys.stderr)  # fmt: skip
+        why = "; ".join(differs) or "unreadable"
+        print(f"notice: {partial} is of other settings ({why}): its variants are not kept, and "
+              f"this run's report replaces it", file=sys.stderr)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -185,12 +187,13 @@ def run(args, argv) -> int:
 def _run_all(args, names, dataset, be, load, out: Path, command, runner) -> int:
     failed = 0
     for name in names:
-        earlier = {} if args.retrain else read_earlier(out, name)
+        earlier = None if args.retrain else read_earlier(out, name)
         width = max(26, *(len(v.label) for v in COMPARISONS[name].variants))
         report = run_comparison(
             name, load, be, dataset=dataset, iters=args.iters, quick=args.quick, seed=args.seed,
             on_outcome=functools.partial(_print_outcome, width=width, debug=args.debug),
-            runner=runner, resume=list(earlier.values()), on_start=functools.partial(_announce, earlier, out),
+            runner=runner, resume=list((earlier or {}).values()),
+            on_start=functools.partial(_announce, earlier, out),
         )  # fmt: skip
         report.command = command
         with _signals_deferred() as caught:
@@ -205,7 +208,8 @@ def _run_all(args, names, dataset, be, load, out: Path, command, runner) -> int:
             else:
                 kept = ""
                 if (out / f"{name}.json").exists():
-                    kept = f" ({name}.md, .json and .png, of an earlier complete run, are left as they were)"
+                    kept = f" ({name}.md, .json and .png, of an earlier complete run, are left as "
+                    kept += "they were)"
                 print(f"{what}: {name}: {unfinished(report)}{kept}", file=sys.stderr)
             failed += sum(o.failed for o in report.outcomes)
         if signum is not None:

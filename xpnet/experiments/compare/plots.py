@@ -1,4 +1,5 @@
-"""The comparisons' pictures: loss and accuracy against iterations, or the book's small multiples."""
+"""The comparisons' pictures: loss and accuracy against iterations, or the book's small
+multiples against epochs."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ class Report:
 
     @property
     def complete(self) -> bool:
-        """Every variant trained to its end or its dataset unavailable: a rerun would add nothing."""
+        """Every variant trained to its end, or its dataset unavailable: nothing left to run."""
         return len(self.outcomes) == len(self.comparison.variants) and all(
             o.trained or o.status.startswith("unavailable") for o in self.outcomes
         )
