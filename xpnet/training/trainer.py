@@ -96,7 +96,7 @@ class Trainer:
         self.be = backend if backend is not None else resolve(config.device, config.backend)
         self.comm = comm if comm is not None else SingleProcess()
         self.data = to_device(dataset, self.be, config.dtype, images=config.model != "mlp")
-        n_train = self.data.x_train.shape[0]
+        self.n_train = n_train = self.data.x_train.shape[0]
         if config.batch_size > n_train:
             raise ConfigError(
                 f"batch size {config.batch_size} is larger than the training set ({n_train} samples)"
