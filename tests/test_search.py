@@ -19,19 +19,17 @@ from pathlib import Path
 import pytest
 
 from xpnet.errors import ConfigError, XpnetError
-from xpnet.experiments import search as search_mod
+from xpnet.apps.search import main
 from xpnet.experiments.search import (
     PLACEMENT_FIELDS,
-    Runner,
     SearchConfig,
     TrialLog,
-    main,
-    open_runner,
     run_trial,
     search,
     trial_settings,
     validation_split,
 )
+from xpnet.parallel.dask import Runner, blas_threads, open_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sklearn", reason="the offline digits dataset needs scikit-learn")
@@ -213,7 +211,7 @@ def test_ctrl_c_keeps_finished_trials_and_says_how_to_continue(tmp_path, where):
 
 def test_no_dask_is_imported_without_workers(tmp_path):
     code = (
-        "import sys; from xpnet.experiments.search import main; "
+        "import sys; from xpnet.apps.search import main; "
         f"rc = main(['--dataset', 'digits', '--trials', '1', '--epochs', '1', '--out', {str(tmp_path)!r}]); "
         "assert rc == 0; assert not {'dask', 'distributed'} & set(sys.modules), 'dask imported'"
     )
@@ -247,7 +245,7 @@ def test_local_cluster_gives_exactly_the_in_process_numbers(reference, tmp_path)
     records = TrialLog(tmp_path / "trials.jsonl").read().values()
     assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in records)
     assert all(r["pid"] != os.getpid() for r in records)
-    if search_mod.blas_threads() is not None:  # threadpoolctl is installed: check the pinning
+    if blas_threads() is not None:  # threadpoolctl is installed: check the pinning
         assert {r["blas_threads"] for r in records} == {1}
 
 

@@ -45,6 +45,16 @@ fraction = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_int = _argument(int, lambda v: 0 <= v < 2**63, "an integer >= 0")
 
 
+def add_runner_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to run")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="start a local Dask cluster of N single-threaded worker processes "
+                   '(needs pip install "xpnet[distributed]")')  # fmt: skip
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on an existing Dask cluster (workers need xpnet and the data); "
+                   "default: everything in this process")  # fmt: skip
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..apps.common import positive_int, run_command, seed_int
+from ..apps.common import add_runner_options, positive_int, run_command, seed_int
 from ..apps.train import DATASET_CHOICES
 from ..backend import BACKENDS, Backend, resolve
 from ..data.datasets import Dataset, load_dataset
@@ -42,7 +42,6 @@ from ..parallel.dask import Runner, open_runner
 from ..progress import safe_print
 from ..training.runs import new_run_dir, prepare_output_folder
 from ..training.trainer import Interrupted, TrainConfig, Trainer
-from .search import add_runner_options
 
 BATCH_SIZE = 100
 FULL_ITERS = 3000  # 5 epochs of MNIST at batch 100: long enough for every effect below to show
