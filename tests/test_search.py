@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.errors import ConfigError, XpnetError
 from xpnet.apps.search import main
+from xpnet.errors import ConfigError, XpnetError
 from xpnet.experiments.search import (
     PLACEMENT_FIELDS,
     SearchConfig,
