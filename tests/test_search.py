@@ -153,7 +153,7 @@ def test_resume_runs_only_the_unfinished_trials(reference, tmp_path):
     assert "interrupted" in (tmp_path / "results.md").read_text()
     with open(tmp_path / "trials.jsonl", "a") as f:
         f.write('{"trial": 3, "status": "o')  # torn by a crash mid-write: cut off on resume
-    with single_blas_thread():
+    with single_blas_thread(), pytest.warns(UserWarning, match="line 3: an unfinished record"):
         second = search(tiny(), tmp_path)
     assert second.ran == 2 and second.interrupted is None
     assert numbers(tmp_path) == reference
@@ -321,8 +321,10 @@ class LosingRunner(Runner):
 
 def test_a_trial_lost_to_its_workers_is_not_recorded_and_runs_again(tmp_path):
     config = tiny(trials=4, epochs=1)
-    with pytest.warns(UserWarning, match="trial 1 was lost"):
+    with pytest.warns(UserWarning) as caught:
         result = search(config, tmp_path, runner=LosingRunner({1, 2}))
+    said = [str(w.message) for w in caught]
+    assert len(said) == 2 and all(f"trial {k} was lost" in said[i] for i, k in enumerate((1, 2)))
     assert result.lost == [1, 2] and sorted(result.trials) == [0, 3]
     assert [r["trial"] for r in lines_of(tmp_path)] == [0, 3]
     assert "2 lost" in (tmp_path / "results.md").read_text()
@@ -332,11 +334,13 @@ def test_a_trial_lost_to_its_workers_is_not_recorded_and_runs_again(tmp_path):
                             "curve": None, "val_acc": None, "train_acc": None, "seconds": None,
                             "worker": None, "host": None, "pid": None, "blas_threads": None,
                             "data": None}) + "\n")  # fmt: skip
-    again = search(config, tmp_path)
+    with pytest.warns(UserWarning, match="records trials 2 as failed though no worker ran them"):
+        again = search(config, tmp_path)
     assert again.ran == 2 and again.lost == []
     assert all(r["status"] == "ok" for r in again.trials.values()) and len(again.trials) == 4
 
 
+@pytest.mark.filterwarnings("default::UserWarning")  # as outside the tests: printed
 def test_the_command_says_lost_trials_run_again_and_exits_1(tmp_path, monkeypatch, capsys):
     import xpnet.apps.search as app
 
@@ -344,7 +348,7 @@ def test_the_command_says_lost_trials_run_again_and_exits_1(tmp_path, monkeypatc
     args = ["--dataset", "digits", "--trials", "2", "--epochs", "1", "--out", str(tmp_path)]
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert "trial 0 was lost" in err and "continue with: python scripts/search.py" in err
+    assert "trial 0 was lost" in err and "run the lost ones with: python scripts/search.py" in err
 
 
 # ---------------------------------------------------------------------------------------------

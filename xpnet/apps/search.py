@@ -8,11 +8,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..experiments.search import SearchConfig, TrialLog, search
-from ..experiments.search.core import _check_resume
+from ..experiments.search import SearchConfig, SearchFolder, search, validation_split
 from ..parallel.dask import open_runner
-from ..training.runs import prepare_output_folder
-from .common import add_runner_options, positive_int, run_command
+from .common import add_runner_options, positive_int, run_command, say, seed_int
 
 
 def _range(text: str) -> float:
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"training samples used, validation included (default: {d.n_data})")  # fmt: skip
     p.add_argument("--validation", type=float, default=d.validation,
                    help=f"fraction of them held out for validation (default: {d.validation})")  # fmt: skip
-    p.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help=f"default: {d.seed}")
     p.add_argument("--lr-range", type=_range, nargs=2, default=d.lr_range, metavar=("LOW", "HIGH"),
                    help="learning rate 10^U(LOW, HIGH) (default: -6 -2)")  # fmt: skip
     p.add_argument("--weight-decay-range", type=_range, nargs=2, default=d.weight_decay_range,
@@ -62,11 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_trial(r: dict) -> None:
     head = f"trial {r['trial']:4d}  lr {r['lr']:.2e}  wd {r['weight_decay']:.2e}"
     if r["status"] == "ok":
-        print(
-            f"{head}  val acc {r['val_acc']:.3f}  {r['seconds']:6.1f} s  {r['worker']}", flush=True
-        )
+        say(f"{head}  val acc {r['val_acc']:.3f}  {r['seconds']:6.1f} s  {r['worker']}")
     else:
-        print(f"{head}  failed: {r['error']}", flush=True)
+        say(f"{head}  failed: {r['error']}")
 
 
 def run(args, argv) -> int:
@@ -77,28 +73,38 @@ def run(args, argv) -> int:
         hidden=list(args.hidden), batch_size=args.batch_size,
     ).validate()  # fmt: skip
     command = "python scripts/search.py " + shlex.join(argv)
-    # the same --out resumes the search: its settings are checked right below
-    out = prepare_output_folder(Path(args.out), reuse=True)
-    _check_resume(out, config)  # other settings in --out: an error before any cluster starts
-    previous = len(TrialLog(out / "trials.jsonl").read())
-    runner = open_runner(args.workers, args.scheduler)
-    try:
-        print(f"search: {config.trials} trials ({previous} already in {out}) {runner.where}")
-        result = search(config, out, runner=runner, on_trial=_print_trial, command=command)
-    finally:
-        runner.close()
+    # the same --out resumes the search; held from here on, so a second search there stops now
+    with SearchFolder(Path(args.out), config) as folder:
+        if not args.scheduler:
+            # the data, before any worker starts (their errors would be tracebacks in their logs);
+            # workers of a cluster elsewhere may find it where this machine does not: they check
+            validation_split(config.dataset, config.data_dir, config.n_data, config.validation,
+                             config.seed, progress=None)  # fmt: skip
+        runner = open_runner(args.workers, args.scheduler)
+        try:
+            say(f"search: {config.trials} trials ({len(folder.done)} already in {folder.out}) "
+                f"{runner.where}")  # fmt: skip
+            result = search(config, folder, runner=runner, on_trial=_print_trial, command=command)
+        finally:
+            runner.close()
+    out = folder.out
     ok = [r for r in result.trials.values() if r["status"] == "ok"]
     best = result.ranked()[0] if ok else None
-    print(f"{result.ran} trials in {result.seconds:.1f} s {result.where}; "
-          f"{len(result.trials)} of {config.trials} finished")  # fmt: skip
+    say(f"{result.ran} trials in {result.seconds:.1f} s {result.where}; "
+        f"{len(result.trials)} of {config.trials} finished")  # fmt: skip
     if best:
-        print(f"best: trial {best['trial']}, val acc {best['val_acc']:.3f}, lr {best['lr']:.3e}, "
-              f"weight decay {best['weight_decay']:.3e}")  # fmt: skip
-    print(f"wrote {out / 'trials.jsonl'}, " + ", ".join(str(p) for p in result.paths))
+        say(f"best: trial {best['trial']}, val acc {best['val_acc']:.3f}, lr {best['lr']:.3e}, "
+            f"weight decay {best['weight_decay']:.3e}")  # fmt: skip
+    say(f"wrote {out / 'trials.jsonl'}, " + ", ".join(str(p) for p in result.paths))
+    kept = f"{len(result.trials)} finished trials are kept in {out / 'trials.jsonl'}"
     if result.interrupted is not None:
-        print(f"interrupted: {len(result.trials)} finished trials are kept in {out / 'trials.jsonl'}; "
-              f"continue with: {command}", file=sys.stderr)  # fmt: skip
+        print(f"interrupted: {kept}; continue with: {command}", file=sys.stderr)
         return 128 + result.interrupted
+    if result.lost:
+        lost = ", ".join(map(str, result.lost))
+        print(f"incomplete: trials {lost} were lost with their workers; {kept}; run the lost "
+              f"ones with: {command}", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -19,15 +19,16 @@ existing Dask cluster given by its scheduler's address. Workers load the dataset
 
 from ...parallel.dask import Runner, open_runner
 from .config import SearchConfig, trial_settings
-from .core import SearchResult, search
+from .core import SearchFolder, search
 from .log import TrialLog
-from .report import markdown, plot_best, write_report
+from .report import SearchResult, markdown, plot_best, write_report
 from .trial import PLACEMENT_FIELDS, run_trial, validation_split
 
 __all__ = [
     "PLACEMENT_FIELDS",
     "Runner",
     "SearchConfig",
+    "SearchFolder",
     "SearchResult",
     "TrialLog",
     "markdown",

@@ -9,6 +9,28 @@ import numpy as np
 
 from ...errors import ConfigError, choose
 
+#: the most trials one search runs: each finished one is a record in memory and in trials.jsonl
+MAX_TRIALS = 100_000
+
+#: the largest |exponent| of a learning rate or weight decay range (10^30 is far past any use)
+MAX_EXPONENT = 30
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and (math.isfinite(value))
+    )
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 @dataclass
 class SearchConfig:
@@ -30,32 +52,43 @@ class SearchConfig:
     dtype: str = "float32"
 
     def validate(self) -> SearchConfig:
+        """Raise ConfigError, one line naming the option, for settings no search can run with."""
         choose("dataset", self.dataset, ("mnist", "fashion-mnist", "digits"))
+        for name in ("trials", "epochs", "batch_size", "n_data"):
+            value = getattr(self, name)
+            if not _whole(value) or value < 1:
+                raise ConfigError(f"{_option(name)} must be a positive integer, got {value!r}")
+        if self.trials > MAX_TRIALS:
+            raise ConfigError(
+                f"--trials must be at most {MAX_TRIALS} (every finished trial is kept in memory "
+                f"and in trials.jsonl), got {self.trials}; split a larger search by --seed"
+            )
+        if not (self.hidden and all(_whole(h) and h > 0 for h in self.hidden)):
+            raise ConfigError(f"--hidden sizes must be positive integers, got {self.hidden}")
+        if not (_whole(self.seed) and 0 <= self.seed < 2**63):
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        # NaN fails the comparison too, before int() could raise on it
+        if not (_number(self.validation) and 0 < self.validation < 1):
+            raise ConfigError(f"--validation must lie in (0, 1), got {self.validation!r}")
         n_val = self.n_validation
-        checks = [
-            (self.trials > 0, f"--trials must be positive, got {self.trials}"),
-            (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
-            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
-            (
-                bool(self.hidden) and all(h > 0 for h in self.hidden),
-                f"--hidden sizes must be positive, got {self.hidden}",
-            ),
-            (0 < self.validation < 1, f"--validation must lie in (0, 1), got {self.validation}"),
-            (
-                n_val >= 1 and self.n_data - n_val >= self.batch_size,
-                f"--n-data {self.n_data} with --validation {self.validation} leaves "
-                f"{self.n_data - n_val} training samples for batches of {self.batch_size}",
-            ),
-        ]
+        if n_val < 1 or self.n_data - n_val < self.batch_size:
+            raise ConfigError(
+                f"--n-data {self.n_data} with --validation {self.validation} leaves {n_val} "
+                f"validation and {self.n_data - n_val} training samples: at least 1 and "
+                f"--batch-size {self.batch_size} are needed"
+            )
         for name in ("lr_range", "weight_decay_range"):
-            low, high = getattr(self, name)
-            checks.append((
-                math.isfinite(low) and math.isfinite(high) and low <= high,
-                f"--{name.replace('_', '-')} must be LOW HIGH (exponents of 10), got {low} {high}",
-            ))  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+            pair = tuple(getattr(self, name))
+            if not (
+                len(pair) == 2
+                and all(_number(x) and abs(x) <= MAX_EXPONENT for x in pair)
+                and pair[0] <= pair[1]
+            ):
+                raise ConfigError(
+                    f"{_option(name)} must be LOW HIGH, exponents of 10 with "
+                    f"-{MAX_EXPONENT} <= LOW <= HIGH <= {MAX_EXPONENT}, got "
+                    + " ".join(f"{x:g}" if _number(x) else repr(x) for x in pair)
+                )
         return self
 
     @property

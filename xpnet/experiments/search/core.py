@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
 from ...parallel.dask import Runner, TaskFailed
+from ...training.runs import claim, prepare_output_folder, release
 from ...training.trainer import Interrupted
-from .config import SearchConfig, trial_settings
+from .config import SearchConfig
 from .log import TrialLog
 from .report import SearchResult, write_report
 from .trial import run_trial
@@ -40,6 +42,43 @@ def _check_resume(out: Path, config: SearchConfig) -> None:
         atomic_write_text(path, json.dumps({"settings": wanted}, indent=1) + "\n")
 
 
+class SearchFolder:
+    """The output folder, held by one search: created, claimed so no second process writes into
+    it (xpnet.training.runs, the rule train.py follows), its settings checked against the config
+    (or written, for a new search), its trial log repaired and read. Release it with `close()`.
+    """
+
+    def __init__(self, out, config: SearchConfig):
+        self.config = config.validate()
+        self.out = prepare_output_folder(Path(out), reuse=True)
+        self.log = TrialLog(self.out / "trials.jsonl")
+        self._claims: list[Path] = []
+        claim(self.out, self._claims)
+        try:
+            _check_resume(self.out, config)
+            repaired = self.log.repair()
+            #: the finished trials, by number
+            self.done, self.skipped = self.log.scan(config)
+            if repaired:
+                self.skipped.insert(0, repaired)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        release(self._claims)
+
+    def __enter__(self) -> SearchFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+#: the most skipped lines of trials.jsonl named one by one
+SKIPPED_SHOWN = 5
+
+
 def search(
     config: SearchConfig,
     out,
@@ -50,30 +89,49 @@ def search(
 ) -> SearchResult:
     """Run the trials of `config` not yet in `out`/trials.jsonl, then write the table and plot.
 
+    `out` is a folder (claimed for the time of the search: another process writing into it is
+    an XpnetError) or a SearchFolder the caller holds. Lines of trials.jsonl that are no trial
+    record of this search are skipped with a warning naming the line, and their trials rerun.
+
+    A trial that raises is recorded as failed. A trial lost with its worker (Dask's KilledWorker:
+    out of memory, walltime, preemption) is no result: it is not recorded, a warning says so, the
+    result lists it in `lost`, and the next call with the same `out` runs it again.
+
     Ctrl-C (KeyboardInterrupt, or SIGINT caught by a trial in this process) stops the search; the
     finished trials stay in trials.jsonl, the report is written from them and the result says
     `interrupted`. A dataset the workers cannot load raises DataError.
     """
-    config.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, config)
-    log = TrialLog(out / "trials.jsonl")
-    done = log.read()
-    todo = [k for k in range(config.trials) if k not in done]
+    if isinstance(out, SearchFolder):
+        if out.config != config:
+            raise ConfigError(f"{out.out} was opened for another search than this one")
+        return _search(out, runner, on_trial, command)
+    with SearchFolder(out, config) as folder:
+        return _search(folder, runner, on_trial, command)
+
+
+def _search(folder: SearchFolder, runner, on_trial, command) -> SearchResult:
+    config, done = folder.config, dict(folder.done)
+    shown = folder.skipped[:SKIPPED_SHOWN]
+    if len(folder.skipped) > len(shown):
+        shown.append(f"{folder.log.path}: {len(folder.skipped) - len(shown)} more lines skipped")
+    for message in shown:
+        warnings.warn(message, stacklevel=3)
     runner = runner or Runner()
+    tasks = ((f"trial-{k}", (config, k)) for k in range(config.trials) if k not in done)
     t0 = time.perf_counter()
-    ran, interrupted = 0, None
+    ran, lost, interrupted = 0, [], None
     try:
-        tasks = [(f"trial-{k}", (config, k)) for k in todo]
         for key, result in runner.run(run_trial, tasks):
-            if isinstance(result, TaskFailed):
+            if isinstance(result, TaskFailed):  # the worker, not the trial, failed: no result
                 k = int(key.rsplit("-", 1)[1])
-                result = {"trial": k, "status": "failed", **trial_settings(config, k), "network": None,
-                          "error": str(result), "curve": None, "val_acc": None,
-                          "train_acc": None, "seconds": None, "worker": None, "host": None,
-                          "pid": None, "blas_threads": None, "data": None}  # fmt: skip
-            log.append(result)
+                lost.append(k)
+                warnings.warn(
+                    f"trial {k} was lost ({result}); it is not recorded, and runs again when the "
+                    f"search is rerun",
+                    stacklevel=3,
+                )
+                continue
+            folder.log.append(result)
             done[result["trial"]] = result
             ran += 1
             if on_trial:
@@ -84,6 +142,6 @@ def search(
         interrupted = exc.signum
     seconds = time.perf_counter() - t0
     trials = {k: v for k, v in sorted(done.items()) if k < config.trials}
-    result = SearchResult(config, trials, ran, seconds, runner.where, interrupted)
-    result.paths = write_report(result, out, command)
+    result = SearchResult(config, trials, ran, seconds, runner.where, interrupted, sorted(lost))
+    result.paths = write_report(result, folder.out, command)
     return result

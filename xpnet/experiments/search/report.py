@@ -18,6 +18,7 @@ class SearchResult:
     seconds: float  # wall time of this call
     where: str
     interrupted: int | None = None  # the signal that stopped the search early
+    lost: list[int] = field(default_factory=list)  # trials lost with their workers, not recorded
     paths: list[Path] = field(default_factory=list)
 
     def ranked(self) -> list[dict]:
@@ -43,10 +44,14 @@ def markdown(result: SearchResult, command: str | None = None, best: int = BEST_
     if command:
         lines += ["```", command, "```", ""]
     lines += [
-        f"{len(result.trials)} of {c.trials} trials finished ({len(failed)} failed)"
+        f"{len(result.trials)} of {c.trials} trials finished ({len(failed)} failed"
+        + (f", {len(result.lost)} lost with their workers" if result.lost else "")
+        + ")"
         + (
             " — interrupted; rerun the same command to finish"
             if result.interrupted is not None
+            else " — rerun the same command to run the lost ones"
+            if result.lost
             else ""
         )
         + f". Each: {net} {c.activation} net, init {c.init}, SGD at batch {c.batch_size} for "

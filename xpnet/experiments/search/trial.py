@@ -17,18 +17,20 @@ from .config import SearchConfig, trial_settings
 _SPLITS: dict = {}  # per process: workers load and split the data once, then reuse it
 
 
-def validation_split(dataset: str, data_dir, n_data: int, validation: float, seed: int):
+def validation_split(
+    dataset: str, data_dir, n_data: int, validation: float, seed: int, *, progress=False
+):
     """A Dataset of the first `n_data` training samples whose "test" split is the validation split.
 
     The n_data samples are shuffled by SeedSequence(seed) (as the book's shuffle_dataset), the
     first int(n_data * validation) of them validate and the rest train. The real test set is never
-    used. Loaded once per process.
+    used. Loaded once per process; `progress` as load_dataset's (a download's bar).
     """
     from ...data.datasets import load_dataset
 
     key = (dataset, str(data_dir), n_data, validation, seed)
     if key not in _SPLITS:
-        full = load_dataset(dataset, data_dir, progress=False)
+        full = load_dataset(dataset, data_dir, progress=progress)
         if len(full.x_train) < n_data:
             raise DataError(
                 f"{dataset} has only {len(full.x_train)} training samples, not {n_data}"
