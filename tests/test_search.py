@@ -534,6 +534,51 @@ def test_local_cluster_gives_exactly_the_in_process_numbers(reference, tmp_path)
         assert {r["blas_threads"] for r in records} == {1}
 
 
+def test_dask_runner_submits_as_it_goes_and_reports_a_task_lost_with_its_worker(monkeypatch):
+    need_dask()
+    import xpnet.parallel.dask as parallel
+
+    monkeypatch.setattr(parallel, "ALLOWED_FAILURES", 0)  # the first death loses the task
+    monkeypatch.setattr(parallel, "MIN_IN_FLIGHT", 1)
+
+    def task(k):  # nested, so Dask ships it by value
+        import os
+
+        if k == 2:
+            os._exit(1)  # as a worker killed for its memory, walltime or preemption
+        return k * k
+
+    consumed = []
+
+    def tasks():
+        for k in range(6):
+            consumed.append(k)
+            yield f"task-{k}", (k,)
+
+    import socket
+
+    import dask
+
+    # Dask's default HTTP port taken (by another cluster on this machine): no warning, no error
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # already taken
+            stack.enter_context(socket.create_server(("127.0.0.1", 8787)))
+        # one task on the worker at a time, so none but task 2 is on it when it dies
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            runner = parallel.DaskRunner(workers=1)
+    got = {}
+    try:
+        for key, result in runner.run(task, tasks()):
+            got[key] = result
+            assert len(consumed) <= len(got) + 2  # one worker thread: two tasks ahead at most
+    finally:
+        runner.close()
+    assert {k: v for k, v in got.items() if k != "task-2"} == {
+        f"task-{k}": k * k for k in (0, 1, 3, 4, 5)
+    }
+    assert isinstance(got["task-2"], TaskFailed) and "worker died" in str(got["task-2"])
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1, on free ports."""

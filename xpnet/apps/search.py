@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..experiments.search import SearchConfig, SearchFolder, search, validation_split
-from ..parallel.dask import open_runner
+from ..parallel.dask import check_runner_options, open_runner
 from .common import add_runner_options, positive_int, run_command, say, seed_int
 
 
@@ -72,6 +72,7 @@ def run(args, argv) -> int:
         lr_range=tuple(args.lr_range), weight_decay_range=tuple(args.weight_decay_range),
         hidden=list(args.hidden), batch_size=args.batch_size,
     ).validate()  # fmt: skip
+    check_runner_options(args.workers, args.scheduler)  # before --out is made
     command = "python scripts/search.py " + shlex.join(argv)
     # the same --out resumes the search; held from here on, so a second search there stops now
     with SearchFolder(Path(args.out), config) as folder:

@@ -10,7 +10,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import logging
 import os
+import socket
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -106,7 +108,7 @@ class DaskRunner(Runner):
         self.cluster = None
         if scheduler:
             timeout = CONNECT_TIMEOUT if timeout is None else timeout
-            _check_scheduler(distributed, scheduler, timeout)
+            _ask_scheduler(distributed, scheduler, timeout)
             try:
                 self.client = distributed.Client(scheduler, timeout=f"{timeout}s")
             except (OSError, TimeoutError) as exc:
@@ -133,6 +135,9 @@ class DaskRunner(Runner):
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=None, host="127.0.0.1", env=dict(SINGLE_THREAD_ENV),
+                    # no dashboard, but the scheduler's HTTP routes still listen: on a free port,
+                    # not 8787 (taken by any other Dask cluster here: a warning, then another port)
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 )  # fmt: skip
             self.client = distributed.Client(self.cluster)
             # Ctrl-C in a terminal reaches our worker processes too: the search handles it here
@@ -168,8 +173,8 @@ class DaskRunner(Runner):
                     result = future.result()
                 except distributed.KilledWorker as exc:
                     result = TaskFailed(
-                        f"{key}: its worker died {ALLOWED_FAILURES + 1} times while running it "
-                        f"(out of memory? killed?): {exc}"
+                        f"{key}: its worker died while running it, {ALLOWED_FAILURES + 1} "
+                        f"time(s) (out of memory? killed?): {exc}"
                     )
                 except concurrent.futures.CancelledError:
                     result = TaskFailed(f"{key}: the cluster cancelled it (was it restarted?)")
@@ -183,11 +188,51 @@ class DaskRunner(Runner):
         with contextlib.suppress(Exception):
             self.client.close()
         if self.cluster is not None:
-            with contextlib.suppress(Exception):
-                self.cluster.close()
+            # workers slow to exit are killed, as they should be: no warning about it after a run
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                with contextlib.suppress(Exception):
+                    self.cluster.close()
+            finally:
+                nanny.setLevel(level)
 
 
-def _check_scheduler(distributed, address: str, timeout: float) -> None:
+def check_runner_options(workers: int | None = None, scheduler: str | None = None) -> None:
+    """Refuse, as a ConfigError, runner options no runner can start with (nothing is contacted).
+
+    --workers: at most the cores this process may use (two always), as every worker runs one
+    single-threaded task. --scheduler: an address Dask can parse, with a host and a port.
+    """
+    if workers is not None and scheduler:
+        raise ConfigError("give either --workers (a local cluster) or --scheduler, not both")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    cores = usable_cores()
+    most = max(cores, 2)  # two always: the examples' local cluster runs anywhere
+    if workers is not None and workers > most:
+        raise ConfigError(
+            f"--workers {workers} is too many for the {cores} cores this machine gives us: each "
+            f"worker runs one single-threaded task, so more workers only share the cores (and "
+            f"the memory); use --workers {most} or fewer, or --scheduler to run on a cluster"
+        )
+    if scheduler:
+        _distributed()
+        from distributed.comm.addressing import get_address_host_port, parse_address
+
+        usage = f"--scheduler {scheduler} is no Dask scheduler address (tcp://HOST:PORT)"
+        try:
+            if parse_address(scheduler)[0] == "inproc":  # a scheduler in this process
+                return
+            host, port = get_address_host_port(scheduler)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{usage}: {exc}") from None
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"{usage}: it needs a host, and a port in 1-65535")
+
+
+def _ask_scheduler(distributed, address: str, timeout: float) -> None:
     """Ask `address` who it is, within `timeout` seconds: a Dask scheduler must answer as one.
 
     distributed.Client waits without end for a server that accepts and stays silent, and reads
@@ -195,16 +240,20 @@ def _check_scheduler(distributed, address: str, timeout: float) -> None:
     """
     from distributed.comm.addressing import get_address_host_port, parse_address
 
-    usage = f"--scheduler {address} is no Dask scheduler address (tcp://HOST:PORT)"
-    try:
-        scheme, _ = parse_address(address)
-        if scheme == "inproc":  # a scheduler in this process: nothing to ask over the network
-            return
-        host, port = get_address_host_port(address)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{usage}: {exc}") from None
-    if not host or not 0 < port < 65536:
-        raise ConfigError(f"{usage}: no host, or a port outside 1-65535")
+    scheme = parse_address(address)[0]
+    if scheme == "inproc":
+        return
+    advice = (
+        f"start one with `dask scheduler` (and workers with `dask worker {address}`), "
+        f"or check the address"
+    )
+    if scheme == "tcp":  # refused or unknown at once, where Dask would retry until the timeout
+        try:
+            socket.create_connection(get_address_host_port(address), timeout=timeout).close()
+        except TimeoutError:
+            pass  # a firewall that drops packets: Dask's own attempt says the same below
+        except OSError as exc:
+            raise XpnetError(f"no Dask scheduler at {address}: {reason(exc)}; {advice}") from None
 
     async def identity():
         comm = await distributed.comm.connect(address, timeout=timeout)
@@ -214,17 +263,13 @@ def _check_scheduler(distributed, address: str, timeout: float) -> None:
         finally:
             comm.abort()
 
-    advice = (
-        f"start one with `dask scheduler` (and workers with `dask worker {address}`), "
-        f"or check the address"
-    )
     # in a thread of its own: the caller may be running an event loop (a notebook)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         try:
             answer = pool.submit(asyncio.run, asyncio.wait_for(identity(), timeout)).result()
         except (asyncio.TimeoutError, TimeoutError):  # the same class from Python 3.11 on
             why = f"nothing answered within {timeout:g} s"
-        except OSError as exc:  # refused or unreachable, after retrying until the timeout
+        except OSError as exc:  # unreachable, after retrying until the timeout
             why = str(exc) or type(exc).__name__
         except Exception:  # HTTP, or any other protocol: unreadable frames
             why = "something else answers there (not Dask's protocol)"
@@ -240,22 +285,19 @@ def _check_scheduler(distributed, address: str, timeout: float) -> None:
     raise XpnetError(f"no Dask scheduler at {address}: {why}; {advice}")
 
 
+def reason(exc: OSError) -> str:
+    """An OSError as a few words: "connection refused", "name or service not known"."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
 def open_runner(
     workers: int | None = None, scheduler: str | None = None, *, timeout: float | None = None
 ) -> Runner:
     """In this process (neither given), on a new LocalCluster of `workers`, or on `scheduler`
-    (which has `timeout` seconds to answer, default CONNECT_TIMEOUT)."""
-    if workers is not None and scheduler:
-        raise ConfigError("give either --workers (a local cluster) or --scheduler, not both")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    cores = usable_cores()
-    if workers is not None and workers > cores:
-        raise ConfigError(
-            f"--workers {workers} is more than the {cores} cores this machine gives us: each "
-            f"worker runs one single-threaded task, so more workers only share the cores (and "
-            f"the memory); use --workers {cores} or fewer, or --scheduler to run on a cluster"
-        )
+    (which has `timeout` seconds to answer, default CONNECT_TIMEOUT). Bad options: ConfigError
+    (see check_runner_options); a scheduler that does not answer as one: XpnetError."""
+    check_runner_options(workers, scheduler)
     if workers is None and not scheduler:
         return Runner()
     return DaskRunner(workers, scheduler, timeout)

@@ -21,9 +21,15 @@ from .trial import run_trial
 
 
 def _check_resume(out: Path, config: SearchConfig) -> None:
+    """search.json: the settings of the search in `out`, which a resumed search must keep.
+
+    Written for a new search; a folder whose search has no trial yet takes the new settings.
+    """
     path = out / "search.json"
     wanted = config.defining()
-    if path.exists():
+    log = out / "trials.jsonl"
+    started = log.exists() and log.stat().st_size > 0
+    if path.exists() and started:
         try:
             stored = json.loads(path.read_text())["settings"]
         except (ValueError, KeyError, TypeError):
