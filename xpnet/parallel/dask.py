@@ -305,9 +305,10 @@ def open_runner(
 
 def worker_name() -> str:
     """The Dask worker running this code, or "local" outside Dask."""
-    if "distributed" in sys.modules:
+    distributed = sys.modules.get("distributed")  # None too where it was blocked
+    if distributed is not None:
         try:
-            return sys.modules["distributed"].get_worker().address
+            return distributed.get_worker().address
         except ValueError:  # not inside a worker
             pass
     return "local"

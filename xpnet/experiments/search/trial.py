@@ -61,7 +61,10 @@ def run_trial(config: SearchConfig, trial: int) -> dict:
             config.dataset, config.data_dir, config.n_data, config.validation, config.seed
         )
     except DataError as exc:  # its subclasses carry more than a message, and would not unpickle
-        raise DataError(f"{exc} (on {worker_name()})") from None
+        where = worker_name()
+        raise DataError(
+            f"{exc} (on the worker {where})" if where != "local" else str(exc)
+        ) from None
     t0 = time.perf_counter()  # training only: a worker loads the data once, for its first trial
     settings = trial_settings(config, trial)
     sizes = [data.x_train[0].size, *config.hidden, data.num_classes]
