@@ -83,7 +83,8 @@ def run(args, argv) -> int:
                              config.seed, progress=None)  # fmt: skip
         runner = open_runner(args.workers, args.scheduler)
         try:
-            say(f"search: {config.trials} trials ({len(folder.done)} already in {folder.out}) "
+            previous = sum(k < config.trials for k in folder.done)
+            say(f"search: {config.trials} trials ({previous} already in {folder.out}) "
                 f"{runner.where}")  # fmt: skip
             result = search(config, folder, runner=runner, on_trial=_print_trial, command=command)
         finally:

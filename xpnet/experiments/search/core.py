@@ -66,7 +66,7 @@ class SearchFolder:
             #: the finished trials, by number
             self.done, self.skipped = self.log.scan(config)
             if repaired:
-                self.skipped.insert(0, repaired)
+                self.skipped.append(repaired)
         except BaseException:
             self.close()
             raise

@@ -111,7 +111,7 @@ class TrialLog:
             if problem is not None:
                 if n == len(lines):  # no newline after it: cut short while it was written
                     problem = "unfinished (the search stopped while writing it)"
-                skipped.append(f"{self.path} line {n}: {problem}; skipped, the trial runs again")
+                skipped.append(f"{self.path} line {n}: {problem}; skipped (its trial runs again)")
             elif is_lost(record):
                 lost.add(record["trial"])
             elif record["trial"] in records:
