@@ -43,10 +43,10 @@ from .common import add_runner_options, positive_int, run_command, say, seed_int
 DATASET_CHOICES = ("auto", *DATASETS)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
     names = (*COMPARISONS, "all")
     p = argparse.ArgumentParser(
-        prog="compare.py",
+        prog=prog,
         description="Run one of the slides' comparison experiments: train a few variants that "
         "differ in one respect, with the same seed and sample order, and write a plot and a table.",
         epilog="Comparisons: "
@@ -219,9 +219,9 @@ def _run_all(args, names, dataset, be, load, out: Path, command, runner) -> int:
     return 1 if failed else 0
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "compare.py") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_command(build_parser(), lambda args: run(args, argv), argv)
+    return run_command(build_parser(prog), lambda args: run(args, argv), argv)
 
 
 if __name__ == "__main__":
