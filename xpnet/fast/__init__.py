@@ -28,16 +28,16 @@ Modules: registry.py (which kernels a namespace and device get: ``kernels_for``,
 ``optimizer_kernel``), step.py (``FusedStep``), check.py (``self_check``).
 """
 
-from .check import CHECKS, self_check
+from .check import CHECKS, fixed_kernels, self_check
 from .kernels_cupy import CupyKernels
 from .kernels_numpy import NumpyKernels
 from .kernels_torch import TorchKernels
 from .registry import (
     FusedKernelWarning,
-    fixed_kernels,
     fused_enabled,
     kernels_for,
     optimizer_kernel,
+    plan,
 )
 from .step import ACTIVATION_NAMES, FusedStep
 
@@ -53,5 +53,6 @@ __all__ = [
     "fused_enabled",
     "kernels_for",
     "optimizer_kernel",
+    "plan",
     "self_check",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..backend import namespace_of
 from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
-from .registry import kernels_for
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 
@@ -12,7 +11,7 @@ ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 class FusedStep:
     """Forward and backward of Affine → act → … → Affine → SoftmaxWithLoss with a backend's kernels.
 
-    Built by `plan(net)`; reads the weights from the net's layers at each call and leaves every
+    Built by `plan(net, kernels)` (xpnet.fast.plan(net) with the backend's kernels); reads the weights from the net's layers at each call and leaves every
     gradient in the layers (``dW``, ``db``), weight decay included. Layer caches (Affine.x,
     ReLU.mask) are not filled: a backward pass by hand needs a forward pass through the layers.
     Inputs are not checked: this is for data checked once (the Trainer's), with integer labels.
@@ -24,10 +23,10 @@ class FusedStep:
         self.activations = activations
         self.kernels = kernels
 
-    @classmethod
-    def plan(cls, net, kernels=None) -> FusedStep | None:
-        """A FusedStep for `net`, or None when its layers are not of the supported form or its
-        backend has no kernels."""
+    @staticmethod
+    def uses(net) -> list[str] | None:
+        """The activations `net`'s fused step needs kernels for, or None when its layers are not
+        of the form Affine → act → … → Affine → SoftmaxWithLoss."""
         layers = list(net.layers.values())
         if type(net.last_layer) is not SoftmaxWithLoss or len(layers) % 2 == 0:
             return None
@@ -36,13 +35,17 @@ class FusedStep:
             return None
         if not all(type(a) in ACTIVATION_NAMES for a in activations):
             return None
-        names = [ACTIVATION_NAMES[type(a)] for a in activations]
-        if kernels is None:
-            be = net.backend
-            kernels = kernels_for(be.xp, be.device, net.dtype, sorted(set(names)))
-        if kernels is None:
+        return sorted({ACTIVATION_NAMES[type(a)] for a in activations})
+
+    @classmethod
+    def plan(cls, net, kernels) -> FusedStep | None:
+        """A FusedStep for `net` with `kernels`, or None when its layers are not of the supported
+        form or there are no kernels (xpnet.fast.plan finds the backend's)."""
+        if kernels is None or cls.uses(net) is None:
             return None
-        return cls(net, affines, names, kernels)
+        layers = list(net.layers.values())
+        names = [ACTIVATION_NAMES[type(a)] for a in layers[1::2]]
+        return cls(net, layers[0::2], names, kernels)
 
     def _hidden(self, x) -> list:
         """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""

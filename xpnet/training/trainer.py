@@ -23,7 +23,7 @@ import numpy as np
 
 from ..backend import Backend, resolve, synchronize
 from ..errors import ConfigError, XpnetError
-from ..fast.fused import FusedStep, optimizer_kernel
+from ..fast import optimizer_kernel, plan
 from ..nn.optimizers import make_optimizer
 from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter, StopRequested
 from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
@@ -123,7 +123,7 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         # the fast path: the same step in fewer operations where the backend has kernels; it reads
         # and writes the layers' own arrays, so the network stays the one source of truth
-        self.fused = FusedStep.plan(self.net) if config.fused else None
+        self.fused = plan(self.net) if config.fused else None
         if config.fused:  # --no-fused: the optimizer's own rules too, not only the layers
             self.optimizer.kernels = optimizer_kernel
         self.out = Path(out) if out is not None else None
