@@ -331,6 +331,7 @@ def test_the_commands_run_as_modules():
 def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, monkeypatch):
     """A run's --data-dir holds its dataset: another dataset is not looked for (or downloaded)
     there, e.g. Fashion-MNIST into a shared MNIST folder."""
+    import xpnet.data
     from xpnet.data import datasets
     from xpnet.training import evaluation
 
@@ -345,7 +346,7 @@ def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, mo
         x = np.zeros((3, 1, 28, 28), np.float32)
         return datasets.Dataset(name, x, np.zeros(3, np.int64), x, np.zeros(3, np.int64), 10, "")
 
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(xpnet.data, "load_dataset", fake_load)  # what evaluation calls
     evaluation.load_test_set(ckpt)
     evaluation.load_test_set(ckpt, "fashion-mnist")
     evaluation.load_test_set(ckpt, "fashion-mnist", "/mine")
