@@ -70,6 +70,34 @@ def minimum(session: nox.Session) -> None:
 
 
 @nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the book's math (xpnet/nn) with mutmut, on NumPy and without torch.
+
+    `nox -s mutation` starts afresh and prints the score per module and the survivors;
+    `nox -s mutation -- "xpnet.nn.optimizers.*"` re-tests one module's mutants (mutmut's globs),
+    keeping the other results of the last run. [tool.mutmut] in pyproject.toml says what is
+    mutated and which tests run; docs/mutation.md has the scores.
+    """
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    # xpnet itself is not installed: mutmut's copy of it under mutants/ must be the one imported
+    # mutmut 3.8 reads pytest items' _nodeid, which pytest 9.2 no longer has
+    session.install(
+        *project["dependencies"], "array-api-strict>=2.3", "pytest>=8,<9.2", "mutmut==3.8"
+    )
+    session.run(
+        "python", "-c",
+        "import importlib.util, sys; "
+        "sys.exit('torch is installed here: the run must measure the suite without it' "
+        "if importlib.util.find_spec('torch') else 0)",
+    )  # fmt: skip
+    if not session.posargs:
+        shutil.rmtree("mutants", ignore_errors=True)
+    env = {"XPNET_TEST_BACKENDS": "numpy", "XPNET_MNIST_DIR": ""}
+    session.run("mutmut", "run", *session.posargs, env=env)
+    session.run("python", "scripts/mutation_report.py", "mutants")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
