@@ -56,9 +56,13 @@ def test_cross_entropy_of_one_sample(backend):
 
 def test_cross_entropy_refuses_labels_that_do_not_fit(backend):
     y = backend.asarray([[0.5, 0.5], [0.5, 0.5]], "float64")
-    message = re.escape("labels of shape (2, 3) and dtype ") + r"\S*float64" + re.escape(
-        " do not fit scores of shape (2, 2): give integer class labels of shape (2,) or one-hot "
-        "rows of shape (2, 2)"
+    message = (
+        re.escape("labels of shape (2, 3) and dtype ")
+        + r"\S*float64"
+        + re.escape(
+            " do not fit scores of shape (2, 2): give integer class labels of shape (2,) or one-hot "
+            "rows of shape (2, 2)"
+        )
     )
     with pytest.raises(ShapeError, match=message):
         xpnet.cross_entropy_error(y, backend.asarray(np.zeros((2, 3)), "float64"))
@@ -69,7 +73,9 @@ def test_cross_entropy_refuses_labels_that_do_not_fit(backend):
 
 
 def test_log_softmax_values(backend):
-    a = backend.asarray([[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0], [-1000.0, 0.0, -1000.0]], "float64")
+    a = backend.asarray(
+        [[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0], [-1000.0, 0.0, -1000.0]], "float64"
+    )
     lse = math.log(1 + math.exp(-1) + math.exp(-2))  # log Σ exp(a − max) of the first row
     expected = [
         [-2 - lse, -1 - lse, -lse],
@@ -80,7 +86,9 @@ def test_log_softmax_values(backend):
     assert_on(out, backend, "float64", (3, 3))
     close(out, expected)
     # along the first axis: each column is normalized
-    columns = xpnet.log_softmax(backend.asarray([[0.0, 5.0], [math.log(3), 5.0]], "float64"), axis=0)
+    columns = xpnet.log_softmax(
+        backend.asarray([[0.0, 5.0], [math.log(3), 5.0]], "float64"), axis=0
+    )
     close(columns, [[-math.log(4), -math.log(2)], [math.log(3) - math.log(4), -math.log(2)]])
     f32 = xpnet.log_softmax(backend.asarray([1.0, 2.0, 3.0], "float32"))
     assert_on(f32, backend, "float32", (3,))
@@ -104,7 +112,15 @@ def test_activations_at_and_around_their_kinks(backend):
     close(xpnet.step_function(x), [0, 0, 0, 1, 1, 1, 0])
     close(xpnet.relu(x), [0, 0, 0, 0.5, math.log(3), 800, 0])
     # σ(log 3) = 3/4; no overflow warning far out (filterwarnings = error)
-    sig = [1 / (1 + math.exp(3)), 1 / (1 + math.exp(0.5)), 0.5, 1 / (1 + math.exp(-0.5)), 0.75, 1.0, 0.0]
+    sig = [
+        1 / (1 + math.exp(3)),
+        1 / (1 + math.exp(0.5)),
+        0.5,
+        1 / (1 + math.exp(-0.5)),
+        0.75,
+        1.0,
+        0.0,
+    ]
     close(xpnet.sigmoid(x), sig)
     close(xpnet.tanh(x), [math.tanh(v) for v in (-3.0, -0.5, 0.0, 0.5, math.log(3), 800.0, -800.0)])
     assert xpnet.identity(x) is x
@@ -159,7 +175,9 @@ def test_affine_by_hand(backend):
     close(layer.dW, [[1, 2], [3, -1], [-1, 5]])  # xᵀ·dy
     close(layer.db, [4, 1])
     # a 0-d input is one sample of one feature; an image batch is flattened, dx keeps its shape
-    one = xpnet.Affine(backend.asarray([[2.0, 3.0]], "float64"), backend.asarray([1.0, 1.0], "float64"))
+    one = xpnet.Affine(
+        backend.asarray([[2.0, 3.0]], "float64"), backend.asarray([1.0, 1.0], "float64")
+    )
     close(one.forward(backend.asarray(2.0, "float64")), [[5.0, 7.0]])
     images = backend.asarray(np.arange(6.0).reshape(2, 3, 1, 1), "float64")
     close(layer.forward(images), [[13.5, 15.5], [40.5, 51.5]])
@@ -385,7 +403,9 @@ def test_dropout_masks_are_the_seeded_stream_step_by_step(dtype, backend):
         kept = masks[-1] != 0
         close(masks[-1][kept], 1 / 0.7, rtol=1e-6)
         assert 0 < kept.sum() < 60
-        close(layer.backward(backend.asarray(np.full((6, 10), 2.0), dtype)), 2 * masks[-1], rtol=1e-6)
+        close(
+            layer.backward(backend.asarray(np.full((6, 10), 2.0), dtype)), 2 * masks[-1], rtol=1e-6
+        )
     assert layer.get_state() == {"seed": 11, "calls": 4}
     for i in range(4):
         for j in range(i):
@@ -454,7 +474,9 @@ def test_dropout_ratio_zero_and_its_checks(backend):
     assert layer.calls == 1
     assert xpnet.Dropout(0.0).dropout_ratio == 0.0
     for bad in (-0.1, 1.0):
-        with pytest.raises(ConfigError, match=re.escape(f"dropout ratio must be in [0, 1), got {bad}")):
+        with pytest.raises(
+            ConfigError, match=re.escape(f"dropout ratio must be in [0, 1), got {bad}")
+        ):
             xpnet.Dropout(bad)
 
 

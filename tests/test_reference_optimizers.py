@@ -370,7 +370,9 @@ def test_two_steps_match_the_hand_worked_rule(case, kernels, backend):
             )  # fmt: skip
     for device_grads, grads in zip(given, (GRAD1, GRAD2), strict=True):
         for key, grad in device_grads.items():
-            np.testing.assert_array_equal(to_numpy(grad), grads[key], err_msg="grads must not change")
+            np.testing.assert_array_equal(
+                to_numpy(grad), grads[key], err_msg="grads must not change"
+            )
     assert set(opt.state) == set(opt.slots)
 
 
