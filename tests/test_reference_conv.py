@@ -187,11 +187,11 @@ def test_pooling_to_one_pixel(backend):
     layer = xpnet.Pooling(2, 2)
     y, dx = pool_both_ways(
         layer,
-        backend.asarray([[[[1.0, 4.0], [3.0, 2.0]]]], "float64"),
+        backend.asarray([[[[4.0, 1.0], [3.0, 2.0]]]], "float64"),
         backend.asarray([[[[5.0]]]], "float64"),
     )
-    close(y, [[[[4.0]]]])
-    close(dx, [[[[0, 5], [0, 0]]]])
+    close(y, [[[[4.0]]]])  # the first offset's pixel: no later one may stand in for it
+    close(dx, [[[[5, 0], [0, 0]]]])
     # a 3×3 input: the window covers the top left 2×2 only, the rest gets no gradient
     y, dx = pool_both_ways(
         layer, backend.asarray(X3, "float64"), backend.asarray([[[[5.0]]]], "float64")
@@ -289,3 +289,61 @@ def test_pooling_checks_its_input(backend):
     message = "Pooling1 expects images of shape (N, C, H, W), got shape (9,)"
     with pytest.raises(ShapeError, match=re.escape(message)):
         layer.forward(backend.asarray(np.zeros(9), "float64"))
+
+
+def test_im2col_and_col2im_check_their_stride():
+    x = np.zeros((1, 1, 3, 3))
+    message = "stride must be an int or a pair of ints, got (1, 1, 1)"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        xpnet.im2col(x, 2, 2, (1, 1, 1))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        xpnet.col2im(np.zeros((4, 4)), (1, 1, 3, 3), 2, 2, (1, 1, 1))
+
+
+def test_a_window_size_of_zero_is_refused_with_any_stride():
+    for args in ((0, 2), (2, 0)):
+        with pytest.raises(ConfigError, match="pool size and stride must be >= 1"):
+            xpnet.Pooling(*args, stride=1)
+
+
+def test_the_bias_gradient_is_a_new_array_and_none_before_a_backward_pass(backend):
+    layer = conv(backend, W22, [0.5])
+    assert layer.grads == {"W": None, "b": None}
+    layer.forward(backend.asarray(X3, "float64"))
+    layer.backward(backend.asarray(np.ones((1, 1, 2, 2)), "float64"))
+    if isinstance(layer.db, np.ndarray):  # db is the product's last row, copied out of it
+        assert layer.db.base is None or layer.db.flags.owndata
+
+
+def test_pooling_gradient_takes_the_dtype_of_dout(backend):
+    """float32 images, a float64 dout (0.1 is not a float32 number): dx is float64, exactly."""
+    for x, stride in ((X34[:, :, :2, :], None), (X34, (2, 1))):
+        layer = xpnet.Pooling(2, 2, stride=stride)
+        y = layer.forward(backend.asarray(x, "float32"))
+        dout = backend.asarray(np.full(tuple(y.shape), 0.1), "float64")
+        dx = layer.backward(dout)
+        assert_on(dx, backend, "float64", x.shape)
+        assert float(backend.xp.sum(dx)) == pytest.approx(0.1 * y.shape[3], rel=1e-15)
+        np.testing.assert_array_equal(to_numpy(layer.backward(dout, fast=False)), to_numpy(dx))
+
+
+def test_the_array_api_code_that_numpy_never_runs_by_hand():
+    """The hand-worked cases above on array_api_strict's second device, whatever
+    XPNET_TEST_BACKENDS selects: NumPy takes its own branches (np.pad, the patch matrix written
+    in place, pooling's channel-last backward), so the Array API code beside them (padding by
+    assignment, stack and concat, the offset-by-offset backward, the device of every new array)
+    needs another namespace even in a NumPy-only run."""
+    pytest.importorskip("array_api_strict")
+    generic = xpnet.resolve("device1", "array_api_strict")
+    for dtype in ("float32", "float64"):
+        for fast in (True, False):
+            test_convolution_with_the_default_stride_and_pad(fast, dtype, generic)
+        test_im2col_and_col2im_by_hand(dtype, generic)
+        test_pooling_with_stride_2_1_and_1_2(dtype, generic)
+        test_equal_maxima_send_the_gradient_to_the_first(dtype, generic)
+    for fast in (True, False):
+        test_convolution_with_stride_2_1_and_pad_1(fast, generic)
+    test_convolution_of_several_channels_and_filters(generic)
+    test_pooling_to_one_pixel(generic)
+    test_padded_pooling_never_takes_the_padding(generic)
+    test_pooling_gradient_takes_the_dtype_of_dout(generic)

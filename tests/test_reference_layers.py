@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_on
+from conftest import HAS_STRICT, assert_on
 
 import xpnet
 from xpnet.backend import to_numpy
@@ -179,6 +179,8 @@ def test_affine_by_hand(backend):
         backend.asarray([[2.0, 3.0]], "float64"), backend.asarray([1.0, 1.0], "float64")
     )
     close(one.forward(backend.asarray(2.0, "float64")), [[5.0, 7.0]])
+    rows = backend.asarray(np.arange(6.0).reshape(2, 1, 3), "float64")  # (N, 1, 3): flattened too
+    close(layer.forward(rows), [[13.5, 15.5], [40.5, 51.5]])
     images = backend.asarray(np.arange(6.0).reshape(2, 3, 1, 1), "float64")
     close(layer.forward(images), [[13.5, 15.5], [40.5, 51.5]])
     dx = layer.backward(backend.asarray([[1.0, 0.0], [0.0, 1.0]], "float64"))
@@ -206,15 +208,70 @@ def test_softmax_with_loss_by_hand(backend):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_softmax_with_loss_backward_scales_by_an_array_dout(dtype, backend):
-    """(softmax(x) − t)·dout/N with dout a 0-d array of any float dtype, or a number."""
-    x = backend.asarray([[0.0, 0.0], [0.0, math.log(3)]], dtype)
+    """(softmax(x) − t)·dout/N with dout a 0-d array of any float dtype, or a number; N = 2
+    samples, 3 classes (dividing by the class count would differ)."""
+    x = backend.asarray([[0.0, 0.0, 0.0], [0.0, math.log(2), 0.0]], dtype)
     layer = xpnet.SoftmaxWithLoss()
     layer.forward(x, backend.asarray([1, 0], "int64"))
-    base = np.array([[0.5, -0.5], [0.25 - 1, 0.75]])  # softmax − one-hot
+    base = np.array([[1 / 3, 1 / 3 - 1, 1 / 3], [0.25 - 1, 0.5, 0.25]])  # softmax − one-hot
     for dout in (backend.asarray(3.0, "float64"), backend.asarray(3.0, "float32"), 3.0, 3):
         dx = layer.backward(dout)
-        assert_on(dx, backend, dtype, (2, 2))
+        assert_on(dx, backend, dtype, (2, 3))
         close(dx, base * 3 / 2, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
+def test_softmax_with_loss_subtracts_each_rows_own_maximum(backend):
+    """Rows of very different scale: one maximum for the whole batch would underflow exp."""
+    x = backend.asarray([[0.0, math.log(3)], [1000.0, 1000.0]], "float64")
+    layer = xpnet.SoftmaxWithLoss()
+    loss = layer.forward(x, backend.asarray([1, 0], "int64"))
+    assert float(loss) == pytest.approx((math.log(4 / 3) + math.log(2)) / 2, rel=1e-14)
+    close(layer.backward(), [[0.25 / 2, -0.25 / 2], [-0.5 / 2, 0.5 / 2]])
+
+
+def test_scores_with_more_axes_have_their_classes_last(backend):
+    """(N, T, C) scores, (N, T) labels: every row is a prediction, the mean is over N."""
+    x = backend.asarray([[[0.0, 0.0, 0.0], [0.0, math.log(2), 0.0]]] * 2, "float64")
+    t = backend.asarray([[1, 0], [2, 1]], "int64")
+    per_row = [math.log(3), math.log(4 / 1), math.log(3), math.log(4 / 2)]
+    layer = xpnet.SoftmaxWithLoss()
+    loss = layer.forward(x, t)
+    assert float(loss) == pytest.approx(sum(per_row) / 2, rel=1e-14)
+    dx = layer.backward()
+    assert_on(dx, backend, "float64", (2, 2, 3))
+    y = np.array([[1 / 3] * 3, [0.25, 0.5, 0.25]] * 2).reshape(2, 2, 3)
+    onehot = np.eye(3)[[[1, 0], [2, 1]]]
+    close(dx, (y - onehot) / 2)
+    # cross_entropy_error of the softmax: the same loss, up to its 1e-7 guard
+    probs = xpnet.softmax(x)
+    ce = xpnet.cross_entropy_error(probs, t)
+    assert float(ce) == pytest.approx(sum(per_row) / 2, rel=1e-6)
+    assert float(xpnet.cross_entropy_error(probs, backend.asarray(onehot, "float64"))) == float(ce)
+
+
+def test_losses_keep_the_scores_dtype_whatever_the_labels_dtype(backend):
+    """float32 scores with float64 one-hot rows, and integer one-hot rows: a float32 loss."""
+    x = backend.asarray([[0.0, math.log(3)]], "float32")
+    for t in (backend.asarray([[0.0, 1.0]], "float64"), backend.asarray([[0, 1]], "int64")):
+        loss = xpnet.SoftmaxWithLoss().forward(x, t)
+        assert_on(loss, backend, "float32", ())
+        assert float(loss) == pytest.approx(math.log(4 / 3), rel=1e-6)
+        ce = xpnet.cross_entropy_error(backend.asarray([[0.25, 0.75]], "float32"), t)
+        assert_on(ce, backend, "float32", ())
+        assert float(ce) == pytest.approx(-math.log(0.75 + 1e-7), rel=1e-6)
+
+
+@pytest.mark.skipif(not HAS_STRICT, reason="array_api_strict is not installed")
+def test_mixing_backends_in_a_loss_is_refused():
+    import array_api_strict as strict
+
+    y = np.array([[0.25, 0.75]])
+    for t in (strict.asarray([1]), strict.asarray([[0.0, 1.0]])):
+        with pytest.raises(TypeError, match="Multiple namespaces"):
+            xpnet.cross_entropy_error(y, t)
+    net = xpnet.init_network("cpu", "array_api_strict")
+    with pytest.raises(TypeError, match="Multiple namespaces"):
+        xpnet.forward(net, np.array([1.0, 0.5]))
 
 
 def test_softmax_with_loss_labels_of_every_kind(backend):
@@ -463,6 +520,16 @@ def test_dropout_defaults_and_unseeded_layers():
     assert xpnet.Dropout(0.5, seed=5).seed == 5
 
 
+def test_an_unseeded_dropout_draws_a_63_bit_seed(monkeypatch):
+    """Entropy of 64 bits or more is folded into 63, so the seed fits a checkpoint's int64."""
+
+    class Entropy:
+        entropy = 2**64 + 2**63 + 5
+
+    monkeypatch.setattr(np.random, "SeedSequence", lambda *args: Entropy())
+    assert xpnet.Dropout(0.5, seed=None).seed == 5
+
+
 def test_dropout_ratio_zero_and_its_checks(backend):
     layer = xpnet.Dropout(0.25, seed=1)
     x = backend.asarray(np.ones((3, 4)), "float64")
@@ -497,3 +564,39 @@ def test_labels_are_checked_with_one_line_that_says_what_fits(backend):
             net.loss(x, t)
     assert float(net.loss(x, backend.asarray([[0.5, 0.5], [1.0, 0.0]], "float64"))) > 0
     assert float(net.loss(x, backend.asarray([1, 1], "int64"))) > 0
+
+
+def test_the_array_api_code_that_numpy_never_runs_by_hand():
+    """The hand-worked cases above on array_api_strict's second device, whatever
+    XPNET_TEST_BACKENDS selects: NumPy takes its own branches (ReLU's boolean mask, the host
+    generator's array moved once), so the Array API code beside them, and the device every new
+    array must be made on, need another namespace even in a NumPy-only run."""
+    pytest.importorskip("array_api_strict")
+    generic = xpnet.resolve("device1", "array_api_strict")
+    for dtype in ("float32", "float64"):
+        test_softmax_with_loss_backward_scales_by_an_array_dout(dtype, generic)
+        test_dropout_masks_are_the_seeded_stream_step_by_step(dtype, generic)
+    for test in (
+        test_cross_entropy_of_a_batch_is_the_mean_over_its_rows,
+        test_cross_entropy_of_one_sample,
+        test_log_softmax_values,
+        test_softmax_of_logits_that_overflow_exp,
+        test_activations_at_and_around_their_kinks,
+        test_one_hot,
+        test_relu_gradient_at_zero_is_zero,
+        test_sigmoid_and_tanh_backward_by_hand,
+        test_affine_by_hand,
+        test_softmax_with_loss_by_hand,
+        test_softmax_with_loss_subtracts_each_rows_own_maximum,
+        test_softmax_with_loss_labels_of_every_kind,
+        test_scores_with_more_axes_have_their_classes_last,
+        test_losses_keep_the_scores_dtype_whatever_the_labels_dtype,
+        test_batchnorm_two_training_steps_and_evaluation_by_hand,
+        test_batchnorm_backward_by_hand,
+        test_batchnorm_on_images_by_hand,
+        test_batchnorm_small_batches_and_momentum_edges,
+        test_batchnorm_given_running_statistics_are_used_in_evaluation,
+        test_dropout_state_travels_with_the_network,
+        test_dropout_ratio_zero_and_its_checks,
+    ):
+        test(generic)

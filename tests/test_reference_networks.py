@@ -19,7 +19,7 @@ from conftest import HAS_STRICT, assert_on
 
 import xpnet
 from xpnet.backend import to_numpy
-from xpnet.errors import ConfigError, ShapeError
+from xpnet.errors import BackendError, ConfigError, ShapeError
 from xpnet.fast.fused import FusedStep
 
 
@@ -148,6 +148,33 @@ def test_count_correct_in_chunks_by_hand(backend):
     assert xpnet.Network.eval_batch_size == 10_000
 
 
+def test_evaluation_draws_no_dropout_mask_and_keeps_the_running_statistics(backend):
+    """accuracy and count_correct run the layers in evaluation mode."""
+    net = xpnet.MultiLayerNet(3, [8], 2, batchnorm=True, dropout_ratio=0.5, device=backend)
+    x = backend.asarray(np.linspace(-1, 1, 12).reshape(4, 3), "float32")
+    t = backend.asarray([0, 1, 1, 0], "int64")
+    states, buffers = net.layer_states, {k: to_numpy(v).copy() for k, v in net.buffers.items()}
+    expected = int(np.sum(np.argmax(to_numpy(net.predict(x)), axis=1) == to_numpy(t)))
+    assert int(net.count_correct(x, t, batch_size=3)) == expected
+    assert net.accuracy(x, t) == expected / 4
+    assert net.layer_states == states
+    for key, value in net.buffers.items():
+        np.testing.assert_array_equal(to_numpy(value), buffers[key], err_msg=key)
+
+
+def test_the_two_layer_net_draws_its_weights_from_its_seed():
+    """std 0.01 by default, from a NumPy generator seeded with `seed` (0 by default)."""
+    for seed in (0, 3):
+        net = xpnet.TwoLayerNet(4, 3, 2, seed=seed, dtype="float64")
+        rng = np.random.default_rng(seed)
+        np.testing.assert_array_equal(net.params["W1"], rng.standard_normal((4, 3)) * 0.01)
+        np.testing.assert_array_equal(net.params["W2"], rng.standard_normal((3, 2)) * 0.01)
+        if seed == 0:
+            np.testing.assert_array_equal(
+                xpnet.TwoLayerNet(4, 3, 2, dtype="float64").params["W1"], net.params["W1"]
+            )
+
+
 def test_inputs_are_checked_and_cast(backend):
     net = hand_net(backend)
     x_int = backend.asarray([[1, 2]], "int64")
@@ -191,24 +218,114 @@ def test_a_network_needs_layers_with_parameters_and_a_valid_decay():
 
 
 @pytest.mark.skipif(not HAS_STRICT, reason="array_api_strict is not installed")
-@pytest.mark.parametrize("build", ["mlp", "two-layer", "simple-cnn", "deep-cnn"])
-def test_constructors_put_the_weights_where_they_are_asked(build):
-    """device and backend both reach the weights (array_api_strict's second device)."""
+@pytest.mark.parametrize("device", ["cpu", "device1"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("build", ["mlp", "two-layer", "simple-cnn", "deep-cnn", "three-layer"])
+def test_constructors_put_the_weights_where_they_are_asked(build, dtype, device):
+    """device, backend and dtype all reach every weight and buffer (array_api_strict, which a
+    device name alone would not choose, on its default device and its second one)."""
     import array_api_strict as strict
 
-    where = {"device": "device1", "backend": "array_api_strict", "dtype": "float64"}
+    where = {"device": device, "backend": "array_api_strict", "dtype": dtype}
     if build == "mlp":
-        net = xpnet.MultiLayerNet(4, [3], 2, batchnorm=True, **where)
+        arrays = xpnet.MultiLayerNet(4, [3], 2, batchnorm=True, **where)
     elif build == "two-layer":
-        net = xpnet.TwoLayerNet(4, 3, 2, **where)
+        arrays = xpnet.TwoLayerNet(4, 3, 2, **where)
     elif build == "simple-cnn":
-        net = xpnet.SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3}, 4, 2, **where)
+        arrays = xpnet.SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3}, 4, 2, **where)
+    elif build == "deep-cnn":
+        arrays = xpnet.DeepConvNet((1, 8, 8), hidden_size=4, output_size=2, batchnorm=True, **where)
+    if build == "three-layer":
+        arrays = xpnet.init_network(**where)
     else:
-        net = xpnet.DeepConvNet((1, 8, 8), hidden_size=4, output_size=2, **where)
-    for key, param in {**net.params, **net.buffers}.items():
+        arrays = {**arrays.params, **arrays.buffers}
+    expected = strict.Device("device1") if device == "device1" else strict.Device("CPU_DEVICE")
+    for key, param in arrays.items():
         assert array_namespace(param) is strict, key
-        assert param.device == strict.Device("device1"), key
-        assert param.dtype == strict.float64, key
+        assert param.device == expected, key
+        assert param.dtype == getattr(strict, dtype), key
+
+
+def test_one_sample_and_its_label_in_every_form(backend):
+    """A sample without batch axis takes a label without one: a class, a one-hot row, or
+    either with a batch axis of one."""
+    net = hand_net(backend)
+    x = backend.asarray([1.0, 2.0], "float64")  # scores [2, 2]: loss log 2 for either class
+    for t in (
+        backend.asarray(1, "int64"),
+        backend.asarray([1], "int64"),
+        backend.asarray([0.0, 1.0], "float64"),
+        backend.asarray([[0.0, 1.0]], "float64"),
+    ):
+        assert float(net.loss(x, t)) == pytest.approx(math.log(2), rel=1e-14)
+        assert float(net.forward_backward(x, t)) == pytest.approx(math.log(2), rel=1e-14)
+        close(net.grads["b2"], [0.5, -0.5])
+        assert int(net.count_correct(x, t)) == 0  # the tie goes to class 0
+
+
+def test_the_first_layer_is_asked_for_no_input_gradient(backend):
+    asked = []
+
+    class Recording(xpnet.Affine):
+        def backward(self, dout, input_grad=True):
+            asked.append(input_grad)
+            return super().backward(dout, input_grad)
+
+    W = backend.asarray(np.eye(2), "float64")
+    b = backend.asarray(np.zeros(2), "float64")
+    net = xpnet.Network([Recording(W, b), xpnet.ReLU(), Recording(W, b)])
+    net.forward_backward(backend.asarray([[1.0, 2.0]], "float64"), backend.asarray([0], "int64"))
+    assert asked == [True, False]
+    assert net.weight_decay == 0.0
+
+
+def test_a_layer_needs_only_the_interface(backend):
+    """Any object with forward, backward and param_names is a layer (no buffer_names needed)."""
+
+    class Scale:
+        param_names = ("s",)
+        decay_names = ()
+
+        def __init__(self, s):
+            self.s, self.ds, self.x = s, None, None
+
+        def forward(self, x, train=True):
+            self.x = x
+            return x * self.s
+
+        def backward(self, dout, input_grad=True):
+            self.ds = backend.xp.sum(dout * self.x, axis=0)
+            return dout * self.s
+
+    net = xpnet.Network([Scale(backend.asarray([2.0, 1.0], "float64"))])
+    assert list(net.layers) == ["Scale1"] and net.buffers == {}
+    x = backend.asarray([[0.0, 0.0]], "float64")
+    loss = net.forward_backward(x, backend.asarray([0], "int64"))
+    assert float(loss) == pytest.approx(math.log(2), rel=1e-14)
+    close(net.grads["s1"], [0.0, 0.0])
+
+
+def test_multilayer_net_options_reach_its_layers(backend):
+    net = xpnet.MultiLayerNet(1, [1], 1, batchnorm=True, dropout_ratio=0.3, device=backend)
+    assert net.sizes == [1, 1, 1]
+    assert net.layers["Dropout1"].dropout_ratio == 0.3
+    for key in ("gamma1", "beta1"):
+        assert_on(net.params[key], backend, "float32", (1,))
+    close(net.params["gamma1"], [1.0])
+    close(net.params["beta1"], [0.0])
+    assert net.config["dropout_ratio"] == 0.3 and net.config["batchnorm"] is True
+
+
+@pytest.mark.skipif(not HAS_STRICT, reason="array_api_strict is not installed")
+def test_labels_from_another_backend_or_device_are_refused_by_name():
+    net = xpnet.TwoLayerNet(2, 2, 2, device="device1", backend="array_api_strict")
+    x = net.backend.asarray([[1.0, 2.0]], "float32")
+    message = "the labels is a numpy.ndarray but the network's weights are "
+    with pytest.raises(BackendError, match=re.escape(message)):
+        net.loss(x, np.array([0]))
+    cpu = xpnet.resolve("cpu", "array_api_strict")
+    with pytest.raises(BackendError, match=re.escape("the labels is on device")):
+        net.loss(x, cpu.asarray([0], "int64"))
 
 
 # -- the book's CNNs ----------------------------------------------------------------------------
@@ -307,6 +424,8 @@ def test_simple_convnet_checks_each_option_by_name(kwargs, message):
         ({"batchnorm": 1}, "batchnorm must be True or False, got 1"),
         ({"weight_decay": -1.0}, "weight decay must be >= 0, got -1.0"),
         ({"conv_param_6": {"pad": -1}}, "conv_param pad must be an integer >= 0, got -1"),
+        ({"input_dim": (1, 2, 16)}, "input_dim (1, 2, 16) is too small"),
+        ({"input_dim": (1, 16, 2)}, "input_dim (1, 16, 2) is too small"),
         (
             {"input_dim": (1, 2, 2)},
             "input_dim (1, 2, 2) is too small for DeepConvNet's convolutions and poolings",
@@ -337,6 +456,13 @@ def test_deep_convnet_structure():
     assert net.config["conv_param_4"] == {"filter_num": 32, "filter_size": 3, "pad": 2, "stride": 1}
     rng = np.random.default_rng(0)
     np.testing.assert_allclose(net.params["W1"], (rng.standard_normal((16, 1, 3, 3)) * math.sqrt(2 / 9)).astype(np.float32), rtol=1e-6)  # fmt: skip
+    seeded = xpnet.DeepConvNet((1, 8, 8), hidden_size=6, output_size=3, seed=4, dtype="float64")
+    assert seeded.layers["Dropout1"].seed == 4
+    rng = np.random.default_rng(4)
+    for i, shape in enumerate(shapes, 1):  # He: √(2/fan-in) throughout
+        fan_in = shape[1] * 9 if len(shape) == 4 else shape[0]
+        expected = rng.standard_normal(shape) * math.sqrt(2 / fan_in)
+        np.testing.assert_allclose(seeded.params[f"W{i}"], expected, rtol=1e-12, err_msg=f"W{i}")
     plain = xpnet.DeepConvNet((1, 8, 8), hidden_size=6, output_size=3)
     assert "BatchNormalization1" not in plain.layers and plain.weight_decay == 0.0
     assert plain.sample_ndim == 3 and plain.eval_batch_size == 250
@@ -475,3 +601,26 @@ def test_numerical_gradient_and_relative_error_by_hand(backend):
     message = "numerical_gradient perturbs x by h = 1e-06, which an array of dtype"
     with pytest.raises(ConfigError, match=re.escape(message)):
         xpnet.numerical_gradient(lambda v: v, backend.asarray([1, 2], "int64"))
+
+
+def test_the_array_api_code_that_numpy_never_runs_by_hand():
+    """The hand-worked cases above on array_api_strict's second device, whatever
+    XPNET_TEST_BACKENDS selects, so a NumPy-only run also checks the device of every array the
+    networks make."""
+    pytest.importorskip("array_api_strict")
+    generic = xpnet.resolve("device1", "array_api_strict")
+    for test in (
+        test_a_two_layer_net_by_hand,
+        test_weight_decay_by_hand,
+        test_names_of_parameters_buffers_and_layers,
+        test_set_params_takes_buffers_too,
+        test_count_correct_in_chunks_by_hand,
+        test_evaluation_draws_no_dropout_mask_and_keeps_the_running_statistics,
+        test_one_sample_and_its_label_in_every_form,
+        test_inputs_are_checked_and_cast,
+        test_multilayer_net_options_reach_its_layers,
+        test_perceptron_on_its_boundary_and_on_mixed_inputs,
+        test_three_layer_network_by_hand,
+        test_numerical_gradient_and_relative_error_by_hand,
+    ):
+        test(generic)

