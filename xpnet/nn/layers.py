@@ -91,7 +91,7 @@ class Affine(Layer):
         self.dW = None
         self.db = None
         self.x = None
-        self.x_shape = None
+        self.x_shape = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)
@@ -121,7 +121,7 @@ class ReLU(Layer):
     """max(0, x); backward passes dout where x > 0 and zero elsewhere."""
 
     def __init__(self):
-        self.mask = None
+        self.mask = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)
@@ -185,9 +185,9 @@ class SoftmaxWithLoss:
     """
 
     def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
+        self.loss = None  # pragma: no mutate - forward sets these before any read
+        self.y = None  # pragma: no mutate
+        self.t = None  # pragma: no mutate
         self._classes = None  # cached class indices 0..C-1 for expanding integer labels
 
     def _one_hot(self, t, x, xp):
