@@ -74,17 +74,19 @@ def test_convolution_of_several_channels_and_filters(backend):
     """(N, C, H, W) = (2, 2, 2, 2) and two 2×2 filters over both channels: one output pixel."""
     x = np.stack([X3[0, 0, :2, :2], X3[0, 0, 1:, 1:]])[None].repeat(2, axis=0)  # channels 0, 1
     x[1] *= -1
+    # the patch matrix orders its rows channel, filter row, filter column: pixels whose row in
+    # it would move under another order (channel last: 2, 5 instead of 1, 6)
     W = np.zeros((2, 2, 2, 2))
-    W[0, 0] = [[1, 0], [0, 0]]  # filter 0 reads channel 0's top left
-    W[1, 1] = [[0, 0], [0, 1]]  # filter 1 reads channel 1's bottom right
+    W[0, 0] = [[0, 1], [0, 0]]  # filter 0 reads channel 0's top right
+    W[1, 1] = [[0, 0], [1, 0]]  # filter 1 reads channel 1's bottom left
     layer = conv(backend, W, [1.0, -1.0])
     y = layer.forward(backend.asarray(x, "float64"))
     assert_on(y, backend, "float64", (2, 2, 1, 1))
-    close(y[:, :, 0, 0], [[0 + 1, 8 - 1], [0 + 1, -8 - 1]])
+    close(y[:, :, 0, 0], [[1 + 1, 7 - 1], [-1 + 1, -7 - 1]])
     dx = layer.backward(backend.asarray([[[[1.0]], [[2.0]]], [[[3.0]], [[4.0]]]], "float64"))
     expected = np.zeros((2, 2, 2, 2))
-    expected[0, 0, 0, 0], expected[0, 1, 1, 1] = 1, 2
-    expected[1, 0, 0, 0], expected[1, 1, 1, 1] = 3, 4
+    expected[0, 0, 0, 1], expected[0, 1, 1, 0] = 1, 2
+    expected[1, 0, 0, 1], expected[1, 1, 1, 0] = 3, 4
     close(dx, expected)
     close(layer.db, [4.0, 6.0])
 

@@ -269,6 +269,8 @@ def test_mixing_backends_in_a_loss_is_refused():
     for t in (strict.asarray([1]), strict.asarray([[0.0, 1.0]])):
         with pytest.raises(TypeError, match="Multiple namespaces"):
             xpnet.cross_entropy_error(y, t)
+    with pytest.raises(TypeError, match="Multiple namespaces"):
+        xpnet.SoftmaxWithLoss().forward(y, strict.asarray([1]))
     net = xpnet.init_network("cpu", "array_api_strict")
     with pytest.raises(TypeError, match="Multiple namespaces"):
         xpnet.forward(net, np.array([1.0, 0.5]))
