@@ -72,6 +72,38 @@ def minimum(session: nox.Session) -> None:
 
 
 @nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the book's math (xpnet/nn) with mutmut, on NumPy and without torch.
+
+    `nox -s mutation` starts afresh and prints the score per module and the survivors;
+    `nox -s mutation -- "xpnet.nn.optimizers.*"` re-tests one module's mutants (mutmut's globs),
+    keeping the other results, with the map of which tests call which function that the last
+    whole run made (after changing tests, run it whole). [tool.mutmut] in pyproject.toml says
+    what is mutated and which tests run; docs/mutation.md has the scores.
+    """
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    # xpnet itself is not installed: mutmut's copy of it under mutants/ must be the one imported.
+    # array_api_strict runs the Array API code that NumPy never takes (the tests say which);
+    # mutmut 3.8 reads pytest items' _nodeid, which pytest 9.2 no longer has.
+    session.install(
+        *project["dependencies"], "array-api-strict>=2.3", "pytest>=8,<9.2", "mutmut==3.8"
+    )
+    session.run(
+        "python", "-c",
+        "import importlib.util, sys; "
+        "sys.exit('torch is installed here: the run must measure the suite without it' "
+        "if importlib.util.find_spec('torch') else 0)",
+    )  # fmt: skip
+    if not session.posargs:
+        shutil.rmtree("mutants", ignore_errors=True)
+    env = {"XPNET_TEST_BACKENDS": "numpy", "XPNET_DATA_DIR": "", "XPNET_MNIST_DIR": ""}
+    session.run("mutmut", "run", *session.posargs, env=env)
+    # the table, each survivor's changed line, and a failure under 0.95 in all or 0.90 in a module
+    report = ["mutants", "--diff", "--min-total", "0.95", "--min-module", "0.90"]
+    session.run("python", "scripts/mutation_report.py", *report)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, and the layers contract (import-linter, pyproject.toml)."""
     session.install("ruff>=0.6", "import-linter>=2.1")

@@ -105,6 +105,13 @@ def test_round_to_matches_torch_casts():
         assert same(round_to(x, fmt), expected), fmt
 
 
+def test_round_to_keeps_every_nan_a_nan():
+    """A NaN whose payload fills the mantissa would carry into the sign bit (-0.0) or inf."""
+    bits = np.array([0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001, 0x7FFF8000], dtype=np.uint32)
+    for fmt in ("bfloat16", "float16"):
+        assert np.all(np.isnan(round_to(bits.view(np.float32), fmt))), fmt
+
+
 def test_round_to_keeps_float64_and_refuses_what_it_cannot_round():
     x = np.array([1 / 3, 1e300, -2.5], dtype=np.float64)
     r = round_to(x, "bfloat16")
