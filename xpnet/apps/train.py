@@ -230,11 +230,7 @@ def _run(args, comm) -> int:
         config = TrainConfig(**given)
     config.validate()
     if comm is not None and config.batch_size % comm.size:
-        change = "another number of processes" if resume else "a --batch-size"
-        raise ConfigError(
-            f"the global batch of {config.batch_size} samples cannot be split evenly over "
-            f"{comm.size} processes; run with {change} that divides evenly"
-        )
+        _refuse_batch(config.batch_size, comm.size, resume is not None)
     if args.tensorboard:  # fail before any work, naming the extra to install
         try:
             import tensorboardX  # noqa: F401
@@ -290,6 +286,20 @@ def _run(args, comm) -> int:
         if folder is not None:
             folder.commit()  # the run starts: what --overwrite replaces is gone now
         return _train(trainer, args, out, resume, t_start)
+
+
+def _refuse_batch(batch: int, n: int, resuming: bool) -> None:
+    """--batch-size is the global batch, shared evenly by the processes."""
+    if resuming:
+        advice = (
+            f"a resumed run keeps its batch: resume with a number of processes that divides {batch}"
+        )
+    else:
+        fits = [b for b in (batch - batch % n, batch - batch % n + n) if b > 0]
+        advice = f"give a --batch-size that {n} divides, e.g. {' or '.join(map(str, fits))}"
+    raise ConfigError(
+        f"the global batch of {batch} samples cannot be split evenly over {n} processes; {advice}"
+    )
 
 
 def _prepare_on_root(comm, prepare, config):
