@@ -2,6 +2,8 @@
 
 `python tests/mpi_worker.py equal OUT`: trains every case of CASES on every backend in BACKENDS
 with the library's data-parallel API; rank 0 leaves the weights in OUT/<case>-<backend>.npz.
+`python tests/mpi_worker.py resume OUT`: an MLP with batch normalization and dropout, 30 steps at
+once and 20 + 10 through a checkpoint; rank 0 leaves both in OUT/{once,resumed}.npz.
 `python tests/mpi_worker.py lone-error`: rank 1 alone fails at iteration 3.
 """
 
@@ -60,6 +62,35 @@ def main(mode: str, out: str | None = None) -> int:
                     if comm.rank == 0:
                         params = {k: to_numpy(v) for k, v in trainer.net.params.items()}
                         np.savez(Path(out) / f"{case}-{backend}.npz", **params)
+        elif mode == "resume":
+            from xpnet.data.datasets import load_dataset
+            from xpnet.training import TrainConfig, Trainer
+
+            cfg = dict(dataset="digits", hidden=[20, 20], batchnorm=True, dropout=0.2,
+                       optimizer="adam", batch_size=100, log_every=10, seed=5)  # fmt: skip
+            kept = {}
+            for name, iters in (("once", 30), ("first", 20)):
+                folder = Path(out) / name
+                trainer = Trainer(TrainConfig(**cfg, iters=iters), load_dataset("digits"), folder,
+                                  verbose=False, progress=False, comm=comm,
+                                  callbacks=[DataParallel(comm)])  # fmt: skip
+                trainer.run()
+                kept[name] = trainer
+            comm.allgather(None)  # rank 0 has written the checkpoint the others read
+            kept["resumed"] = Trainer.resume(Path(out) / "first" / "checkpoint.npz",
+                                             load_dataset("digits"), overrides={"iters": 30},
+                                             verbose=False, progress=False, comm=comm,
+                                             callbacks=[DataParallel(comm)])  # fmt: skip
+            kept["resumed"].run()
+            buffers = comm.allgather({k: to_numpy(v) for k, v in kept["once"].net.buffers.items()})
+            if comm.rank == 0:
+                np.savez(Path(out) / "once-rank1-buffers.npz", **buffers[1])
+                for name in ("once", "resumed"):
+                    net = kept[name].net
+                    state = {**net.params, **net.buffers}
+                    np.savez(
+                        Path(out) / f"{name}.npz", **{k: to_numpy(v) for k, v in state.items()}
+                    )
         elif mode == "lone-error":
 
             class FailOnRank1(Callback):

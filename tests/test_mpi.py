@@ -172,6 +172,25 @@ def test_a_checkpoint_resumes_with_another_number_of_processes(tmp_path):
     assert history[-1]["loss"] == pytest.approx(one.history[-1]["loss"], rel=1e-5)
 
 
+@needs_mpi
+def test_batch_norm_and_dropout_resume_bit_for_bit_with_the_same_processes(tmp_path):
+    """The checkpoint holds what a resume needs: the running statistics (averaged over the
+    processes), dropout's seed and count (each rank's stream continues from them)."""
+    done = mpiexec(2, WORKER, "resume", tmp_path, timeout=90)
+    assert done.returncode == 0, done.stderr
+    once, resumed = np.load(tmp_path / "once.npz"), np.load(tmp_path / "resumed.npz")
+    assert any("running_mean" in k for k in once.files)
+    for key in once.files:
+        np.testing.assert_array_equal(resumed[key], once[key], err_msg=key)
+    # every process evaluates and saves the same model: the statistics averaged over them
+    rank1 = np.load(tmp_path / "once-rank1-buffers.npz")
+    assert len(rank1.files) == 4
+    for key in rank1.files:
+        np.testing.assert_array_equal(rank1[key], once[key], err_msg=key)
+    metrics = tmp_path / "first" / "metrics.jsonl"
+    assert [json.loads(s)["iteration"] for s in metrics.read_text().splitlines()] == [0, 10, 20, 30]
+
+
 # -- refusals and faults -------------------------------------------------------------------------
 
 
