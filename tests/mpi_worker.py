@@ -1,7 +1,7 @@
 """Run under `mpiexec` by tests/test_mpi.py (never collected by pytest itself).
 
-`python tests/mpi_worker.py equal OUT`: trains every case of CASES on every backend in BACKENDS
-with the library's data-parallel API; rank 0 leaves the weights in OUT/<case>-<backend>.npz.
+`python tests/mpi_worker.py equal OUT`: trains every (case, backend) of RUNS with the library's
+data-parallel API; rank 0 leaves the weights in OUT/<case>-<backend>.npz.
 `python tests/mpi_worker.py resume OUT`: an MLP with batch normalization and dropout, 30 steps at
 once and 20 + 10 through a checkpoint; rank 0 leaves both in OUT/{once,resumed}.npz.
 `python tests/mpi_worker.py lone-error`: rank 1 alone fails at iteration 3.
@@ -19,7 +19,15 @@ CASES = {
     "simple-cnn": dict(model="simple-cnn", hidden=[20], optimizer="sgd", lr=0.1),
 }
 COMMON = dict(dataset="digits", batch_size=100, iters=8, log_every=4, seed=3)
-BACKENDS = ("numpy", "torch")
+#: (case, backend) pairs: NumPy's and torch's own host buffers, and array_api_strict for the
+#: gradients staged through the host (the path of torch and CuPy on GPUs)
+RUNS = [(c, b) for b in ("numpy", "torch") for c in CASES] + [("mlp", "array_api_strict")]
+
+
+def available(backend: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(backend) is not None
 
 
 def config(case: str):
@@ -42,8 +50,6 @@ def train(case: str, backend: str, comm=None, callbacks=()):
 
 
 def main(mode: str, out: str | None = None) -> int:
-    import importlib.util
-
     import numpy as np
 
     from xpnet.backend import to_numpy
@@ -54,14 +60,13 @@ def main(mode: str, out: str | None = None) -> int:
     comm = start()
     with comm.guard():
         if mode == "equal":
-            for backend in BACKENDS:
-                if backend == "torch" and importlib.util.find_spec("torch") is None:
+            for case, backend in RUNS:
+                if not available(backend):
                     continue
-                for case in CASES:
-                    trainer = train(case, backend, comm, [DataParallel(comm)])
-                    if comm.rank == 0:
-                        params = {k: to_numpy(v) for k, v in trainer.net.params.items()}
-                        np.savez(Path(out) / f"{case}-{backend}.npz", **params)
+                trainer = train(case, backend, comm, [DataParallel(comm)])
+                if comm.rank == 0:
+                    params = {k: to_numpy(v) for k, v in trainer.net.params.items()}
+                    np.savez(Path(out) / f"{case}-{backend}.npz", **params)
         elif mode == "resume":
             from xpnet.data.datasets import load_dataset
             from xpnet.training import TrainConfig, Trainer
