@@ -207,6 +207,32 @@ def test_a_batch_the_processes_cannot_share_is_refused_in_one_line(tmp_path):
 
 
 @needs_mpi
+def test_an_error_of_rank_0_while_the_others_wait_is_one_line_and_one_status(tmp_path):
+    """Rank 0 makes the run folder while the others wait for it: they exit as it does."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "metrics.jsonl").write_text("{}\n")
+    done = train_cli(2, tmp_path / "taken", "--iters", 5)
+    assert done.returncode == 2
+    errors = [s for s in done.stderr.splitlines() if "error:" in s]
+    assert len(errors) == 1 and "already holds files (metrics.jsonl)" in errors[0], done.stderr
+
+
+def test_the_refusal_of_a_batch_says_what_fits():
+    from xpnet.apps.train import _refuse_batch
+    from xpnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"over 3 processes; give a --batch-size that 3 divides, "
+                                          r"e.g. 99 or 102$"):  # fmt: skip
+        _refuse_batch(100, 3, resuming=False)
+    with pytest.raises(ConfigError, match=r"^the global batch of 2 samples .* over 4 processes; "
+                                          r"give a --batch-size that 4 divides, e.g. 4$"):  # fmt: skip
+        _refuse_batch(2, 4, resuming=False)
+    with pytest.raises(ConfigError, match=r"a resumed run keeps its batch: resume with a number "
+                                          r"of processes that divides 100$"):  # fmt: skip
+        _refuse_batch(100, 3, resuming=True)
+
+
+@needs_mpi
 def test_without_mpi4py_each_process_says_so_in_one_line(tmp_path):
     fake = tmp_path / "fake" / "mpi4py"
     fake.mkdir(parents=True)
