@@ -218,18 +218,24 @@ def test_an_error_of_rank_0_while_the_others_wait_is_one_line_and_one_status(tmp
 
 
 def test_the_refusal_of_a_batch_says_what_fits():
-    from xpnet.apps.train import _refuse_batch
     from xpnet.errors import ConfigError
+    from xpnet.parallel.mpi import MPIComm
 
+    def refuse(batch, n, resuming=False):
+        comm = MPIComm.__new__(MPIComm)  # the check needs only the size: no MPI here
+        comm.size = n
+        comm.check_batch(batch, resuming)
+
+    refuse(100, 4)
     with pytest.raises(ConfigError, match=r"over 3 processes; give a --batch-size that 3 divides, "
                                           r"e.g. 99 or 102$"):  # fmt: skip
-        _refuse_batch(100, 3, resuming=False)
+        refuse(100, 3)
     with pytest.raises(ConfigError, match=r"^the global batch of 2 samples .* over 4 processes; "
                                           r"give a --batch-size that 4 divides, e.g. 4$"):  # fmt: skip
-        _refuse_batch(2, 4, resuming=False)
+        refuse(2, 4)
     with pytest.raises(ConfigError, match=r"a resumed run keeps its batch: resume with a number "
                                           r"of processes that divides 100$"):  # fmt: skip
-        _refuse_batch(100, 3, resuming=True)
+        refuse(100, 3, resuming=True)
 
 
 @needs_mpi

@@ -229,8 +229,8 @@ def _run(args, comm) -> int:
     else:
         config = TrainConfig(**given)
     config.validate()
-    if comm is not None and config.batch_size % comm.size:
-        _refuse_batch(config.batch_size, comm.size, resume is not None)
+    if comm is not None:  # --batch-size is the global batch, shared evenly
+        comm.check_batch(config.batch_size, resuming=resume is not None)
     if args.tensorboard:  # fail before any work, naming the extra to install
         try:
             import tensorboardX  # noqa: F401
@@ -281,25 +281,11 @@ def _run(args, comm) -> int:
             return 0
         how = parallel[0].plan(trainer) if parallel else None  # every process takes part
         _header(trainer, be, resume, out)
-        if comm is not None:
-            _header_parallel(trainer, comm, how)
+        for line in comm.header(config.batch_size, how) if comm is not None else ():
+            say(line)
         if folder is not None:
             folder.commit()  # the run starts: what --overwrite replaces is gone now
         return _train(trainer, args, out, resume, t_start)
-
-
-def _refuse_batch(batch: int, n: int, resuming: bool) -> None:
-    """--batch-size is the global batch, shared evenly by the processes."""
-    if resuming:
-        advice = (
-            f"a resumed run keeps its batch: resume with a number of processes that divides {batch}"
-        )
-    else:
-        fits = [b for b in (batch - batch % n, batch - batch % n + n) if b > 0]
-        advice = f"give a --batch-size that {n} divides, e.g. {' or '.join(map(str, fits))}"
-    raise ConfigError(
-        f"the global batch of {batch} samples cannot be split evenly over {n} processes; {advice}"
-    )
 
 
 def _prepare_on_root(comm, prepare, config):
@@ -331,18 +317,6 @@ def _header(trainer, be, resume, out) -> None:
     if resume is not None:
         say(f"resuming from {resume} at iteration {trainer.iteration}")
     say(f"output:  {out}")
-
-
-def _header_parallel(trainer, comm, how: str) -> None:
-    n, batch = comm.size, trainer.config.batch_size
-    threads = (
-        f"{comm.threads} BLAS thread{'s' if comm.threads > 1 else ''} per process"
-        if comm.threads
-        else "BLAS threads as OMP_NUM_THREADS & co. say"
-    )
-    say(f"data-parallel: {comm.describe()}, global batch {batch} = {n} × {batch // n}; "
-        f"gradients: {how}; {threads}")  # fmt: skip
-    say(f"processes: {comm.process_table()}")
 
 
 def _train(trainer, args, out: Path, resume, t_start: float) -> int:

@@ -142,6 +142,33 @@ class MPIComm:
 
     # -- the edge -----------------------------------------------------------------------------
 
+    def check_batch(self, batch: int, resuming: bool = False) -> None:
+        """Refuse a global batch the processes cannot share evenly, saying what fits."""
+        n = self.size
+        if not batch % n:
+            return
+        if resuming:
+            advice = f"a resumed run keeps its batch: resume with a number of processes that divides {batch}"
+        else:
+            fits = [b for b in (batch - batch % n, batch - batch % n + n) if b > 0]
+            advice = f"give a --batch-size that {n} divides, e.g. {' or '.join(map(str, fits))}"
+        raise ConfigError(
+            f"the global batch of {batch} samples cannot be split evenly over {n} processes; {advice}"
+        )
+
+    def header(self, batch: int, how: str) -> list[str]:
+        """The lines that say how the run is spread (printed by rank 0)."""
+        threads = (
+            f"{self.threads} BLAS thread{'s' if self.threads > 1 else ''} per process"
+            if self.threads
+            else "BLAS threads as OMP_NUM_THREADS & co. say"
+        )
+        return [
+            f"data-parallel: {self.describe()}, global batch {batch} = {self.size} × "
+            f"{batch // self.size}; gradients: {how}; {threads}",
+            f"processes: {self.process_table()}",
+        ]
+
     def limit_threads(self, backend_name: str) -> int:
         """BLAS (and torch) threads per process: the cores of this node shared among its ranks,
         unless the user set OMP_NUM_THREADS & co. Returns the number (0: left to the user)."""
