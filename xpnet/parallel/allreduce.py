@@ -207,6 +207,8 @@ class DataParallel(Callback):
     def on_after_backward(self, trainer) -> None:
         pending = trainer.pending_signal
         flags = [int(pending == s) for s in STOP_SIGNALS]
+        if self.reducer is None:  # `Trainer.advance` called outside `run`
+            self.on_fit_start(trainer)
         stop = self.reducer.average(trainer.be.xp, list(trainer.net.grads.values()), flags)
         self._synced_at = None  # the step's forward pass moved every process's running stats
         if stop is not None and any(stop) and trainer.stop_signal is None:
