@@ -46,6 +46,13 @@ def tests(session: nox.Session, backend: str) -> None:
     session.run("pytest", *session.posargs, env=env)
 
 
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """The data-parallel tests with real MPI processes (mpi4py and the mpich wheel's mpiexec)."""
+    session.install("-e", ".[test,mpi]")  # with torch installed too, its cases run as well
+    session.run("pytest", "tests/test_mpi.py", *session.posargs)
+
+
 def minimum_versions() -> list[str]:
     """The lowest versions pyproject.toml declares (its dependencies and the test extra), pinned."""
     project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]

@@ -216,8 +216,11 @@ def test_writers_run_in_one_process_only():
     trainer = Trainer(config(batch_size=20), blobs(), "/nonexistent/never-written", verbose=True,
                       comm=Rank1(), callbacks=[Recorder(one_process=True), Recorder()])  # fmt: skip
     kinds = [type(c).__name__ for c in trainer.callbacks]
-    assert "Checkpointer" not in kinds and "MetricsFile" not in kinds and "Console" not in kinds
+    assert "MetricsFile" not in kinds and "Console" not in kinds and "RunRecord" not in kinds
     assert kinds.count("Recorder") == 1 and "Evaluation" in kinds
+    # every process takes part in each checkpoint at the same step; rank 0 alone writes it
+    # (tests/test_mpi.py: test_only_rank_0_writes_but_every_process_saves_at_the_same_steps)
+    assert "Checkpointer" in kinds
 
 
 def test_a_bad_update_just_before_a_log_line_never_becomes_the_checkpoint(tmp_path):

@@ -64,6 +64,19 @@ def say(line: str) -> None:
     safe_print(line)
 
 
+def exit_status(error: BaseException) -> int:
+    """The exit status `run_command` gives a command that raised `error`."""
+    if isinstance(error, Interrupted):
+        return 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if isinstance(error, ConfigError):
+        return 2
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) else 1
+    return 1
+
+
 def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
     """Parse `argv` and call run(args), turning errors a user can cause into one line and an exit status.
 

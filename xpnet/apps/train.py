@@ -28,6 +28,7 @@ from ..training.config import MODELS, TrainConfig, resumed_config
 from ..training.runs import RunFolder, same_folder
 from ..training.trainer import Trainer
 from .common import (
+    exit_status,
     fraction,
     non_negative_float,
     positive_float,
@@ -203,8 +204,23 @@ def _resume_path(text: str) -> Path:
 
 
 def run(args) -> int:
+    from ..parallel.mpi import launched
+
+    if not launched():  # one process: MPI is never imported
+        return _run(args, None)
+    from ..parallel.mpi import start
+
+    comm = start()
+    if comm is None:  # mpiexec -n 1
+        return _run(args, None)
+    with comm.guard(debug=args.debug):
+        return _run(args, comm)
+
+
+def _run(args, comm) -> int:
+    """The command in one process (comm None) or in each process of a data-parallel run."""
     given = _config_from_args(args)
-    progress = False if args.no_progress else None
+    progress = False if args.no_progress or (comm is not None and comm.rank) else None
     ckpt = None
     resume = _resume_path(args.resume) if args.resume else None
     if resume is not None:
@@ -213,6 +229,8 @@ def run(args) -> int:
     else:
         config = TrainConfig(**given)
     config.validate()
+    if comm is not None:  # --batch-size is the global batch, shared evenly
+        comm.check_batch(config.batch_size, resuming=resume is not None)
     if args.tensorboard:  # fail before any work, naming the extra to install
         try:
             import tensorboardX  # noqa: F401
@@ -222,20 +240,35 @@ def run(args) -> int:
             ) from None
 
     t_start = time.perf_counter()
-    be = resolve(config.device, config.backend)
+    if comm is None:
+        be = resolve(config.device, config.backend)
+    else:  # each process on a GPU of its own where there are enough
+        be = resolve(comm.rank_device(config.device, config.backend), config.backend)
+        comm.limit_threads(be.name)
     # made (or checked) before the data is loaded, so a bad --out costs no time
     out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
     resuming_here = resume is not None and out is not None and same_folder(out, resume.parent)
-    with RunFolder(
-        out, reuse=resuming_here, overwrite=args.overwrite, outputs=OUTPUT_FILES
-    ) as folder:
-        dataset = _load_data(config, progress)
-        if dataset.notice:
-            print(f"notice: {dataset.notice}", file=sys.stderr)
-        out = out if out is not None else folder.new("runs", dataset.name)
-        trainer = Trainer(
-            config, dataset, out, progress=progress, backend=be, tensorboard=args.tensorboard
-        )
+    with contextlib.ExitStack() as stack:
+
+        def prepare():
+            folder = stack.enter_context(RunFolder(out, reuse=resuming_here,
+                                                   overwrite=args.overwrite, outputs=OUTPUT_FILES))  # fmt: skip
+            dataset = _load_data(config, progress)
+            if dataset.notice:
+                print(f"notice: {dataset.notice}", file=sys.stderr)
+            return folder, dataset, out if out is not None else folder.new("runs", dataset.name)
+
+        if comm is None:
+            folder, dataset, out = prepare()
+        else:
+            folder, dataset, out = _prepare_on_root(comm, prepare, config)
+        parallel = []
+        if comm is not None:
+            from ..parallel.allreduce import DataParallel
+
+            parallel = [DataParallel(comm)]
+        trainer = Trainer(config, dataset, out, progress=progress, backend=be,
+                          tensorboard=args.tensorboard, comm=comm, callbacks=parallel)  # fmt: skip
         if ckpt is not None:
             trainer.load_state_dict(ckpt)
         if trainer.finished:
@@ -246,9 +279,28 @@ def run(args) -> int:
                 f"To train further, resume with a larger --iters or --epochs"
             )
             return 0
+        how = parallel[0].plan(trainer) if parallel else None  # every process takes part
         _header(trainer, be, resume, out)
-        folder.commit()  # the run starts: what --overwrite replaces is gone now
+        for line in comm.header(config.batch_size, how) if comm is not None else ():
+            say(line)
+        if folder is not None:
+            folder.commit()  # the run starts: what --overwrite replaces is gone now
         return _train(trainer, args, out, resume, t_start)
+
+
+def _prepare_on_root(comm, prepare, config):
+    """Rank 0 makes the run folder and loads (or downloads) the data first; the others learn the
+    folder from it and then load the data themselves, or exit as it does when it fails."""
+    held = []
+
+    def first() -> str:
+        held[:] = prepare()
+        return str(held[2])
+
+    out = Path(comm.on_root(first, exit_status))
+    if comm.rank == 0:
+        return held
+    return None, _load_data(config, False), out
 
 
 def _header(trainer, be, resume, out) -> None:
@@ -268,16 +320,16 @@ def _header(trainer, be, resume, out) -> None:
 
 
 def _train(trainer, args, out: Path, resume, t_start: float) -> int:
-    plotted = False
+    plotted, plot = False, not args.no_plot and trainer.comm.rank == 0
     try:
         record = trainer.run()
     except BaseException:
         # the curves so far help explain a failure, but a failing plot must not hide the first error
-        if not args.no_plot and trainer.history:
+        if plot and trainer.history:
             with contextlib.suppress(Exception):
                 _plot(trainer, out)
         raise
-    if not args.no_plot and trainer.history:
+    if plot and trainer.history:
         plotted = _plot(trainer, out)
     wall = time.perf_counter() - t_start
     timing = (

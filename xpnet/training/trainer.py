@@ -131,6 +131,9 @@ class Trainer:
         self.history: list[dict] = []
         self.elapsed = 0.0  # seconds of training (evaluation included) before this `run`
         self.stop_signal: int | None = None  # set by StopSignals, acted on between steps
+        # a signal this process received; in one process it is the stop signal at once, in a
+        # data-parallel run it stops every process at the step they agree on (comm)
+        self.pending_signal: int | None = None
         self._t0: float | None = None
         self.last_checkpoint: tuple[Path, int] | None = None  # (path, iteration) of the last save
         every = config.checkpoint_every
@@ -295,16 +298,22 @@ class Trainer:
         return state
 
     def save(self, path) -> Path:
-        """Write a checkpoint of the current step (every callback may refuse: non-finite weights)."""
+        """Write a checkpoint of the current step (every callback may refuse: non-finite weights).
+
+        In a data-parallel run every process calls it at the same step (the callbacks' `on_save`
+        may reduce over the processes) and rank 0 writes the file.
+        """
         for callback in self.callbacks:
             callback.on_save(self)
         config = {f: getattr(self.config, f) for f in self.config.__dataclass_fields__}
         # the dataset actually used ("digits" after an "auto" fallback), so a resume loads it
         config["dataset"] = self.dataset.name
-        path = save_checkpoint(path, self.net, self.optimizer, iteration=self.iteration,
-                               config=config, extra=self.state_dict())  # fmt: skip
-        self.last_checkpoint = (path, self.iteration)
-        return path
+        extra = self.state_dict()
+        if self.comm.rank == 0:
+            path = save_checkpoint(path, self.net, self.optimizer, iteration=self.iteration,
+                                   config=config, extra=extra)  # fmt: skip
+        self.last_checkpoint = (Path(path), self.iteration)
+        return Path(path)
 
     def load_state_dict(self, ckpt: Checkpoint) -> None:
         """Continue the run saved in `ckpt`, refusing one whose model, optimizer, seed, batch size

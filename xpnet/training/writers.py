@@ -27,7 +27,10 @@ CHECKPOINT_SECONDS = 600.0
 class StopSignals(Callback):
     """SIGINT and SIGTERM become `trainer.stop_signal`, acted on between steps (and between
     evaluation chunks), so a checkpoint is never half a step. A second SIGINT while a stop is
-    pending raises KeyboardInterrupt at once. Handlers are only installed in the main thread."""
+    pending raises KeyboardInterrupt at once. Handlers are only installed in the main thread.
+
+    In a data-parallel run a signal only becomes `trainer.pending_signal`: the processes stop
+    together at the step their communicator agrees on (xpnet.parallel), never one alone."""
 
     order = 0
 
@@ -39,9 +42,12 @@ class StopSignals(Callback):
             return
 
         def handler(signum, frame):
-            if trainer.stop_signal is not None and signum == signal.SIGINT:
+            stopping = trainer.stop_signal is not None or trainer.pending_signal is not None
+            if stopping and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            trainer.stop_signal = signum
+            trainer.pending_signal = signum
+            if trainer.comm.size == 1:
+                trainer.stop_signal = signum
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._saved[sig] = signal.signal(sig, handler)
@@ -198,10 +204,12 @@ class Checkpointer(Callback):
 
     `trainer.save` asks every callback first (`on_save`): the divergence guard refuses
     non-finite weights, so the last checkpoint written is always a finite one.
+
+    Every process of a data-parallel run takes the same decisions (the clock of the time-based
+    checkpoint through `comm.any`) and calls `trainer.save` at the same steps; rank 0 writes.
     """
 
     order = 85
-    one_process = True
 
     def __init__(self, out: Path, every: int | None = None):
         self.path = Path(out) / "checkpoint.npz"
@@ -216,9 +224,9 @@ class Checkpointer(Callback):
         self._saved_at = time.perf_counter()
         return trainer.save(path or self.path)
 
-    def _late(self) -> bool:
-        # a long interval must not mean hours without a checkpoint
-        return time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS
+    def _late(self, trainer) -> bool:
+        # a long interval must not mean hours without a checkpoint; all processes agree on it
+        return trainer.comm.any(time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS)
 
     def on_step_end(self, trainer, loss) -> None:
         i = trainer.iteration
@@ -226,7 +234,7 @@ class Checkpointer(Callback):
             return  # a log line follows: on_record decides
         if self.every and not i % self.every:
             self.save(trainer)
-        elif not i % CHECK_CLOCK_EVERY and self._late():
+        elif not i % CHECK_CLOCK_EVERY and self._late(trainer):
             self.save(trainer)
 
     def on_record(self, trainer, record: dict) -> None:
@@ -234,5 +242,5 @@ class Checkpointer(Callback):
         if record.get("final"):
             self.save(trainer)
             self.save(trainer, self.model_path)
-        elif i > 0 and (self.every is None or not i % self.every or self._late()):
+        elif i > 0 and (self.every is None or not i % self.every or self._late(trainer)):
             self.save(trainer)
