@@ -387,3 +387,42 @@ def test_batch_norm_on_batches_of_one_is_refused_before_any_work(tmp_path, capsy
 def test_epochs_beyond_any_run_are_refused():
     with pytest.raises(ConfigError, match="more updates than any run can make"):
         Trainer(config(epochs=1e300), blobs(), None, verbose=False)
+
+
+# -- slow or surprising runs announced -----------------------------------------------------------
+
+
+def test_a_long_run_says_how_long_it_will_take_once(monkeypatch, capsys):
+    from xpnet.training.writers import Forecast
+
+    monkeypatch.setattr(Forecast, "MEASURE", 0.0)
+    monkeypatch.setattr(Forecast, "ANNOUNCE", 0.0)
+    Trainer(config(), blobs(), None, progress=False).run()
+    out = capsys.readouterr().out.splitlines()
+    forecasts = [line for line in out if line.startswith("forecast: about ")]
+    assert len(forecasts) == 1 and " a step, 3 evaluations of " in forecasts[0]
+    assert out.index(forecasts[0]) == 1  # after the first line, before the second
+    monkeypatch.setattr(Forecast, "ANNOUNCE", 3600.0)  # a short run says nothing
+    Trainer(config(), blobs(), None, progress=False).run()
+    assert "forecast" not in capsys.readouterr().out
+
+
+def test_eval_samples_measures_the_first_n_until_the_last_line(tmp_path):
+    trainer = Trainer(config(eval_samples=50), blobs(), tmp_path, verbose=False)
+    trainer.run()
+    *lines, last = trainer.history
+    assert all(r["evaluated_on"] == 50 for r in lines) and "evaluated_on" not in last
+    full = Trainer(config(), blobs(), None, verbose=False)
+    full.run()
+    assert last["test_acc"] == full.history[-1]["test_acc"]
+    # the first 50 of 200 test samples: accuracies in steps of 1/50
+    assert all(round(r["test_acc"] * 50, 9).is_integer() for r in lines)
+
+
+def test_the_done_line_names_the_dataset(tmp_path, capsys):
+    from xpnet.apps.train import main
+
+    pytest.importorskip("sklearn")
+    assert main(["--dataset", "digits", "--iters", "5", "--no-plot", "--no-progress",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    assert "done: digits test accuracy " in capsys.readouterr().out

@@ -188,6 +188,9 @@ class DivergenceGuard(Callback):
 class Evaluation(Callback):
     """Train and test accuracy at every log line, in chunks of the network's evaluation batch.
 
+    With `config.eval_samples` = N, every line but the last measures the first N samples of each
+    set (as the book's Trainer does; the record says so in "evaluated_on"), the last all of them.
+
     Between chunks it looks for a stop request, so a signal during a long evaluation is acted on
     at once (the unfinished line is dropped; the checkpoint is of the current step). In a
     data-parallel run each process counts its share of the rows and the counts are added once.
@@ -205,13 +208,16 @@ class Evaluation(Callback):
                 return net.predict(xb, train=False)
 
         chunk = net.eval_batch_size
-        counts = [
-            self.count_correct(trainer, predict, x, t, chunk)
-            for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))
-        ]
+        n = trainer.config.eval_samples
+        if trainer.iteration >= trainer.total_iters:
+            n = None  # the final line: the whole sets
+        sets = [(x[:n], t[:n]) for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))]
+        counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
         train, test = comm.sum([int(c) for c in counts])  # the host reads, once per set
-        record["train_acc"] = train / d.x_train.shape[0]
-        record["test_acc"] = test / d.x_test.shape[0]
+        record["train_acc"] = train / sets[0][0].shape[0]
+        record["test_acc"] = test / sets[1][0].shape[0]
+        if n is not None and n < max(d.x_train.shape[0], d.x_test.shape[0]):
+            record["evaluated_on"] = n
 
     @staticmethod
     def count_correct(trainer, predict, x, t, chunk: int) -> int:

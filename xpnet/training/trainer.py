@@ -40,6 +40,7 @@ from .placement import Sampler, to_device
 from .writers import (
     Checkpointer,
     Console,
+    Forecast,
     MetricsFile,
     ProgressBar,
     RunRecord,
@@ -73,7 +74,9 @@ def default_callbacks(
     callbacks = [StopSignals(), LossMeter(), DivergenceGuard(), Evaluation()]
     bar = ProgressBar(progress) if progress is not False else None
     callbacks += [bar] if bar is not None else []
-    callbacks += [Console(bar)] if verbose else []
+    if verbose:
+        console = Console(bar)
+        callbacks += [console, Forecast(console)]
     if out is not None:
         callbacks += [RunRecord(out), MetricsFile(out), Checkpointer(out, checkpoint_every)]
         callbacks += [TensorBoard(out)] if tensorboard else []

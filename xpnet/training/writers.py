@@ -104,10 +104,72 @@ class Console(Callback):
             f"{label} {record['iteration']:5d} / {trainer.total_iters} | loss {record['loss']:.4f} | "
             f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
         )
+        if "evaluated_on" in record:
+            line += f" (first {record['evaluated_on']} samples)"
+        self.write(line)
+
+    def write(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line)
         else:
             safe_print(line)
+
+
+class Forecast(Callback):
+    """Says, once, how long a run will take when that is more than a minute: after the first
+    couple of seconds of steps, from their pace and the first evaluation's time (a CNN on a CPU,
+    a GPU run fallen back to the CPU, a long --epochs)."""
+
+    order = 25  # before the evaluation (30): its on_interval starts the evaluation's clock
+    one_process = True
+    #: seconds of steps measured before the forecast; runs shorter than this say nothing
+    MEASURE = 2.0
+    #: a run expected to end sooner than this (seconds) is not announced
+    ANNOUNCE = 60.0
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.start = None  # (clock, iteration) when the steps began
+        self.eval_seconds = 0.0
+        self.done = False
+
+    def on_fit_start(self, trainer) -> None:
+        if trainer.iteration > 0 and self.start is None:  # resumed: no first evaluation to time
+            self.start = (time.perf_counter(), trainer.iteration)
+
+    def on_interval(self, trainer, record: dict) -> None:
+        self._interval_t0 = time.perf_counter()
+
+    def on_record(self, trainer, record: dict) -> None:
+        if self.start is None and not self.done:  # the first line: its evaluation's time
+            self.eval_seconds = time.perf_counter() - self._interval_t0
+            self.start = (time.perf_counter(), trainer.iteration)
+
+    def on_step_end(self, trainer, loss) -> None:
+        if self.done or self.start is None or trainer.iteration % 8:
+            return
+        seconds = time.perf_counter() - self.start[0]
+        if seconds < self.MEASURE:
+            return
+        self.done = True
+        per_step = seconds / (trainer.iteration - self.start[1])
+        left = trainer.total_iters - trainer.iteration
+        lines = -(-left // trainer.log_every)
+        eta = per_step * left + self.eval_seconds * lines
+        if eta >= self.ANNOUNCE:
+            self.console.write(
+                f"forecast: about {_duration(eta)} more on {trainer.be.device} "
+                f"({per_step * 1e3:.3g} ms a step, {lines} evaluations of "
+                f"{self.eval_seconds:.2g} s)"
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 class RunRecord(Callback):
