@@ -289,8 +289,8 @@ def test_a_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
 @needs_mpi
 def test_ctrl_c_on_mpiexec_writes_one_checkpoint_and_every_process_stops_there(tmp_path):
     out = tmp_path / "run"
-    args = ["scripts/train.py", "--dataset", "digits", "--model", "simple-cnn", "--iters", 100000,
-            "--log-every", 1000, "--no-plot", "--no-progress", "--out", out]  # fmt: skip
+    args = ["scripts/train.py", "--dataset", "digits", "--model", "simple-cnn", "--iters", 10**7,
+            "--log-every", 10**6, "--no-plot", "--no-progress", "--out", out]  # fmt: skip
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *map(str, args)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env())  # fmt: skip

@@ -211,7 +211,7 @@ class Evaluation(Callback):
         n = trainer.config.eval_samples
         if trainer.iteration >= trainer.total_iters:
             n = None  # the final line: the whole sets
-        sets = [(x[:n], t[:n]) for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))]
+        sets = [(x[:n, ...], t[:n, ...]) for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))]
         counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
         train, test = comm.sum([int(c) for c in counts])  # the host reads, once per set
         record["train_acc"] = train / sets[0][0].shape[0]
