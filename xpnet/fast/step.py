@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..backend import namespace_of
+from ..nn.conv import Convolution
 from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from .conv_step import ConvStep
 from .registry import kernels_for
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
@@ -25,23 +27,31 @@ class FusedStep:
         self.kernels = kernels
 
     @classmethod
-    def plan(cls, net, kernels=None) -> FusedStep | None:
-        """A FusedStep for `net`, or None when its layers are not of the supported form or its
-        backend has no kernels."""
+    def plan(cls, net, kernels=None):
+        """The fast step for `net`: a FusedStep for a fully connected stack, a ConvStep
+        (conv_step.py) for a convolutional network where the backend has its kernels, or None
+        when its layers are not of a supported form or its backend has no kernels."""
         layers = list(net.layers.values())
-        if type(net.last_layer) is not SoftmaxWithLoss or len(layers) % 2 == 0:
+        if type(net.last_layer) is not SoftmaxWithLoss:
             return None
         affines, activations = layers[0::2], layers[1::2]
-        if not all(type(a) is Affine for a in affines):
+        dense = len(layers) % 2 == 1 and all(type(a) is Affine for a in affines)
+        if dense and all(type(a) in ACTIVATION_NAMES for a in activations):
+            names = [ACTIVATION_NAMES[type(a)] for a in activations]
+        elif any(type(layer) is Convolution for layer in layers):
+            names = sorted(
+                {ACTIVATION_NAMES[type(a)] for a in layers if type(a) in ACTIVATION_NAMES}
+            )
+            dense = False
+        else:
             return None
-        if not all(type(a) in ACTIVATION_NAMES for a in activations):
-            return None
-        names = [ACTIVATION_NAMES[type(a)] for a in activations]
         if kernels is None:
             be = net.backend
             kernels = kernels_for(be.xp, be.device, net.dtype, sorted(set(names)))
         if kernels is None:
             return None
+        if not dense:
+            return ConvStep.plan(net, kernels)
         return cls(net, affines, names, kernels)
 
     def _hidden(self, x) -> list:
