@@ -24,11 +24,25 @@ has it, and ``self_check`` at run time before compiled kernels are first used on
 with itself. There is no generic version of the kernels: on other backends (array_api_strict,
 unknown ones) the layers themselves run.
 
+A convolutional network (Convolution → ReLU → 2×2 max pooling … → Affine → SoftmaxWithLoss) gets
+a ``ConvStep`` (conv_step.py) on NumPy: each Convolution → ReLU (→ pooling) is one block
+(conv_numpy.py: ReLU after the pooling, which commutes with it, on a quarter of the values), the
+fully connected layers run as above, and the work is split by samples over worker threads
+(threads.py; XPNET_THREADS sets their number). Its loss and gradients are the layers' own, bit for
+bit (tests/test_fast_conv.py). ``FusedStep.plan(net)`` returns whichever step fits the network.
+
+By hand (the book's loop: ``net.gradient`` then ``optimizer.update``), ``plan(net, optimizer)``
+installs the step on the network and the fused kernels in the optimizer (install.py).
+
 Modules: registry.py (which kernels a namespace and device get: ``kernels_for``,
-``optimizer_kernel``), step.py (``FusedStep``), check.py (``self_check``).
+``optimizer_kernel``), step.py (``FusedStep``), conv_step.py (``ConvStep``), conv_numpy.py
+(NumPy's convolution block), threads.py (the worker threads), install.py (``plan``, ``unplan``),
+check.py (``self_check``).
 """
 
 from .check import CHECKS, self_check
+from .conv_step import ConvStep
+from .install import plan, unplan
 from .kernels_cupy import CupyKernels
 from .kernels_numpy import NumpyKernels
 from .kernels_torch import TorchKernels
@@ -40,10 +54,12 @@ from .registry import (
     optimizer_kernel,
 )
 from .step import ACTIVATION_NAMES, FusedStep
+from .threads import set_threads
 
 __all__ = [
     "ACTIVATION_NAMES",
     "CHECKS",
+    "ConvStep",
     "CupyKernels",
     "FusedKernelWarning",
     "FusedStep",
@@ -53,5 +69,8 @@ __all__ = [
     "fused_enabled",
     "kernels_for",
     "optimizer_kernel",
+    "plan",
     "self_check",
+    "set_threads",
+    "unplan",
 ]

@@ -25,6 +25,7 @@ class FusedStep:
         self.affines = affines
         self.activations = activations
         self.kernels = kernels
+        self.classes = affines[-1].W.shape[1]
 
     @classmethod
     def plan(cls, net, kernels=None):
@@ -73,7 +74,7 @@ class FusedStep:
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""
         net = self.net
         if t.ndim != 1:  # one-hot rows: the layers handle them
-            return net.forward_backward(x, t, check=False)
+            return net.forward_backward(x, t, check=False, layers=True)
         k = self.kernels
         outputs = self._hidden(x)
         last = self.affines[-1]
