@@ -76,6 +76,7 @@ class ConvBlock:
                 a["lower"] = np.empty((N, PH, PW, FN), dtype)  # 1: the lower row wins
                 a["g"] = np.empty((N, PH, PW, FN), dtype)
                 a["g_lower"] = np.empty((N, PH, PW, FN), dtype)
+                a["v"] = np.empty((N, PH, PW, FN), dtype)
                 # zeros: rows and columns that no window covers get no gradient
                 a["d"] = np.zeros((N * P, FN), dtype)
         elif train:
@@ -191,11 +192,14 @@ class ConvBlock:
         lower = np.multiply(grad, a["lower"][lo:hi], out=a["g_lower"][lo:hi])
         upper = np.subtract(grad, lower, out=grad)
         d = d.reshape(hi - lo, OH, OW, FN)
-        right_wins = a["right"][lo:hi]
+        right_wins, v = a["right"][lo:hi], a["v"][lo:hi]
         for i, gi in ((0, upper), (1, lower)):
-            right = d[:, i : 2 * PH : 2, 1 : 2 * PW : 2]
-            np.multiply(gi, right_wins[:, i::2], out=right)
-            np.subtract(gi, right, out=d[:, i : 2 * PH : 2, 0 : 2 * PW : 2])
+            # computed in order, then copied into place: NumPy copies into every other run of
+            # FN values faster than it computes into them
+            np.multiply(gi, right_wins[:, i::2], out=v)
+            d[:, i : 2 * PH : 2, 1 : 2 * PW : 2] = v
+            np.subtract(gi, v, out=v)
+            d[:, i : 2 * PH : 2, 0 : 2 * PW : 2] = v
 
     def _input_grad_part(self, g, d, col_W, img, part) -> None:
         """col2im of this range's dcolᵀ = Wᵀ·dᵀ, added into its samples of img (C, N, H, W)."""
