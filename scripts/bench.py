@@ -7,9 +7,12 @@ autograd.grad, multi-tensor SGD / fused Adam) and as tutorials write it ("torch 
 runner trains the same network from the same initial weights (the slides' code draws its own) with
 the same minibatch order, evaluating train and test accuracy on the full sets before the first
 update, once per epoch as the slides do ("slides" configuration) and at the end ("large"; the
-CNN configuration times the steps alone). The table gives µs per iteration (evaluations included),
-samples per second, final test accuracy and the time as a ratio to the fastest PyTorch runner on
-the same device (PyTorch at its best) and to the slides' code.
+CNN configurations time the steps alone). The CNN configurations add the book reader's loop on
+xpnet ("xpnet reader's loop": ``net.gradient`` then ``optimizer.update`` after
+``xpnet.fast.install(net, optimizer)``); "deep-cnn" (the book's DeepConvNet, run only when asked for)
+has no book code here. The table gives µs per iteration (evaluations included), samples per second,
+final test accuracy and the time as a ratio to the fastest PyTorch runner on the same device
+(PyTorch at its best) and to the slides' code.
 
     python scripts/bench.py                 # both configurations, full length
     python scripts/bench.py --quick         # a few seconds (CI)
@@ -69,8 +72,11 @@ CONFIGS = {
     "simple-cnn": Config(
         "simple-cnn", [100], 100, 0.001, {"cpu": 200, "cuda": 2_000}, False, "simple-cnn"
     ),
+    # not run unless asked for (--configs deep-cnn): the book's DeepConvNet, steps timed
+    "deep-cnn": Config("deep-cnn", [50], 100, 0.001, {"cpu": 20, "cuda": 500}, False, "deep-cnn"),
 }
-QUICK_ITERS = {"slides": 120, "large": 2, "simple-cnn": 5}
+DEFAULT_CONFIGS = ["slides", "large", "simple-cnn"]
+QUICK_ITERS = {"slides": 120, "large": 2, "simple-cnn": 5, "deep-cnn": 2}
 
 
 def synthetic_mnist(n_train=60_000, n_test=10_000, seed=0) -> Dataset:
@@ -127,18 +133,23 @@ def _schedule(cfg: Config, iters: int, steps: int, log_line):
 def run_torch_lean(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
     """PyTorch written for speed (torch_lean.py): raw tensors, functional ops, autograd.grad,
     multi-tensor SGD or fused Adam; xpnet's initial weights and minibatches."""
+    import functools
+
     import torch
     import torch_lean as tl
 
-    from xpnet.nn.convnet import SimpleConvNet
-
     dev = torch.device(device)
+    evaluate = None
     if cfg.model == "mlp":
         init = MultiLayerNet(data.x_train.shape[1], cfg.hidden, 10, weight_init=0.01, seed=seed)
         forward, shape = tl.mlp_forward, (-1, data.x_train.shape[1])
     else:
-        init = SimpleConvNet(data.image_shape, seed=seed)
+        init = bench_cnn.network(cfg, data.image_shape, seed)
         forward, shape = tl.cnn_forward, (-1, *data.image_shape)
+        if cfg.model == "deep-cnn":
+            forward = tl.deep_cnn_forward
+            evaluate = functools.partial(tl.deep_cnn_forward, train=False)
+    evaluate = evaluate or forward
     keys = [k for i in range(1, len(init.params) // 2 + 1) for k in (f"W{i}", f"b{i}")]
     params = tl.tensors([np.asarray(init.params[k]) for k in keys], dev)
     opt = tl.SGD(params, cfg.lr) if cfg.model == "mlp" else tl.Adam(params, cfg.lr)
@@ -156,8 +167,8 @@ def run_torch_lean(data, cfg: Config, iters: int, seed: int, device: str) -> dic
             float(torch.stack(losses).mean())
             losses.clear()
         chunk = 10_000 if cfg.model == "mlp" else 1000
-        return (tl.count_correct(forward, params, x, t, chunk) / len(x),
-                tl.count_correct(forward, params, xt, tt, chunk) / len(xt))  # fmt: skip
+        return (tl.count_correct(evaluate, params, x, t, chunk) / len(x),
+                tl.count_correct(evaluate, params, xt, tt, chunk) / len(xt))  # fmt: skip
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
@@ -173,7 +184,7 @@ def run_torch_lean(data, cfg: Config, iters: int, seed: int, device: str) -> dic
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
-        "test_acc": tl.count_correct(forward, params, xt, tt, 1000) / len(xt),
+        "test_acc": tl.count_correct(evaluate, params, xt, tt, 1000) / len(xt),
     }
 
 
@@ -254,6 +265,8 @@ def run_slides(data, cfg: Config, iters: int, seed: int) -> dict:
 RUNNERS = {
     "slides": ("slides' NumPy code", "cpu", run_slides),
     "xpnet-numpy": ("xpnet numpy", "cpu", lambda *a: run_xpnet(*a, "cpu", "numpy")),
+    # the CNN configurations only: net.gradient + optimizer.update after xpnet.fast.install
+    "xpnet-reader": ("xpnet reader's loop", "cpu", bench_cnn.run_reader),
     "xpnet-torch-cpu": ("xpnet torch", "cpu", lambda *a: run_xpnet(*a, "cpu", "torch")),
     "torch-cpu": ("torch lean", "cpu", lambda *a: run_torch_lean(*a, "cpu")),
     "torch-nn-cpu": ("torch nn+optim", "cpu", lambda *a: run_torch_nn(*a, "cpu")),
@@ -268,7 +281,7 @@ def available_runners(include_slides: bool = True) -> list[str]:
     """The ids of the runners this machine can run."""
     have_torch = _importable("torch")
     ids = ["slides"] if include_slides else []
-    ids.append("xpnet-numpy")
+    ids += ["xpnet-numpy", "xpnet-reader"]
     if have_torch:
         ids += ["xpnet-torch-cpu", "torch-cpu", "torch-nn-cpu"]
     if gpu_available("cupy"):
@@ -342,8 +355,12 @@ def check_runners(runners: list[str]) -> None:
 def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
     """Every runner `args.repeat` times, interleaved (so a slow spell of the machine hits all)."""
     # the slides' code has one hidden layer: it runs the slides' configuration (and its CNN
-    # counterpart, the book's code, the CNN configurations)
+    # counterpart, the book's code, SimpleConvNet's); the reader's loop is a CNN runner, and
+    # deep-cnn has no book code or nn+optim runner here
     runners = [r for r in runners if r != "slides" or cfg.name == "slides" or cfg.model != "mlp"]
+    runners = [r for r in runners if r != "xpnet-reader" or cfg.model != "mlp"]
+    if cfg.model == "deep-cnn":
+        runners = [r for r in runners if r != "slides" and not r.startswith("torch-nn")]
     runs: dict[str, list[dict]] = {r: [] for r in runners}
     for _ in range(args.repeat):
         for runner in runners:
@@ -451,7 +468,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="a few hundred iterations on a subset (for CI)"
     )
-    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=DEFAULT_CONFIGS,
+                   help=f"default: {' '.join(DEFAULT_CONFIGS)} (deep-cnn when asked for)")  # fmt: skip
     p.add_argument(
         "--iters",
         type=positive_int,

@@ -45,6 +45,22 @@ def cnn_forward(params: list, x):
     return torch.addmm(b3, h, W3)
 
 
+#: the padding of DeepConvNet's six 3×3 convolutions (the fourth's 2, as in the book)
+DEEP_PADS = (1, 1, 1, 2, 1, 1)
+
+
+def deep_cnn_forward(params: list, x, train: bool = True):
+    """The book's DeepConvNet: (conv 3×3 - ReLU - conv 3×3 - ReLU - max pool 2×2) × 3 - Affine -
+    ReLU - dropout 0.5 (training only) - Affine."""
+    h = x
+    for i, pad in enumerate(DEEP_PADS):
+        h = F.conv2d(h, params[2 * i], params[2 * i + 1], padding=pad).relu_()
+        if i % 2 == 1:
+            h = F.max_pool2d(h, 2)
+    h = torch.addmm(params[13], h.flatten(1), params[12]).relu_()
+    return torch.addmm(params[15], F.dropout(h, 0.5, training=train), params[14])
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """xpnet's sample order of an epoch (xpnet.training.epoch_order), without importing xpnet."""
     return np.random.default_rng([seed, epoch]).permutation(n)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..backend import namespace_of
+from ..nn.conv import Convolution
 from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
+from .conv_step import ConvStep
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 
@@ -11,7 +13,7 @@ ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 class FusedStep:
     """Forward and backward of Affine → act → … → Affine → SoftmaxWithLoss with a backend's kernels.
 
-    Built by `plan(net, kernels)` (xpnet.fast.plan(net) with the backend's kernels); reads the weights from the net's layers at each call and leaves every
+    Built by `plan(net)`; reads the weights from the net's layers at each call and leaves every
     gradient in the layers (``dW``, ``db``), weight decay included. Layer caches (Affine.x,
     ReLU.mask) are not filled: a backward pass by hand needs a forward pass through the layers.
     Inputs are not checked: this is for data checked once (the Trainer's), with integer labels.
@@ -22,28 +24,43 @@ class FusedStep:
         self.affines = affines
         self.activations = activations
         self.kernels = kernels
+        self.classes = affines[-1].W.shape[1]
 
     @staticmethod
     def uses(net) -> list[str] | None:
-        """The activations `net`'s fused step needs kernels for, or None when its layers are not
-        of the form Affine → act → … → Affine → SoftmaxWithLoss."""
+        """The activations `net`'s fast step needs kernels for, or None when it has none: its
+        layers are neither Affine → act → … → Affine → SoftmaxWithLoss nor a convolutional
+        network ending in SoftmaxWithLoss (ConvStep.plan then decides what it can run)."""
         layers = list(net.layers.values())
-        if type(net.last_layer) is not SoftmaxWithLoss or len(layers) % 2 == 0:
+        if type(net.last_layer) is not SoftmaxWithLoss:
             return None
-        affines, activations = layers[0::2], layers[1::2]
-        if not all(type(a) is Affine for a in affines):
-            return None
-        if not all(type(a) in ACTIVATION_NAMES for a in activations):
-            return None
-        return sorted({ACTIVATION_NAMES[type(a)] for a in activations})
+        if FusedStep._dense(layers):
+            return sorted({ACTIVATION_NAMES[type(a)] for a in layers[1::2]})
+        if any(type(layer) is Convolution for layer in layers):
+            return sorted(
+                {ACTIVATION_NAMES[type(a)] for a in layers if type(a) in ACTIVATION_NAMES}
+            )
+        return None
+
+    @staticmethod
+    def _dense(layers) -> bool:
+        return (
+            len(layers) % 2 == 1
+            and all(type(a) is Affine for a in layers[0::2])
+            and all(type(a) in ACTIVATION_NAMES for a in layers[1::2])
+        )
 
     @classmethod
-    def plan(cls, net, kernels) -> FusedStep | None:
-        """A FusedStep for `net` with `kernels`, or None when its layers are not of the supported
-        form or there are no kernels (xpnet.fast.plan finds the backend's)."""
+    def plan(cls, net, kernels):
+        """The fast step for `net` with `kernels`: a FusedStep for a fully connected stack, a
+        ConvStep (conv_step.py) for a convolutional network whose kernels have a convolution
+        block, or None (no kernels, or layers of another form: then the layers run).
+        xpnet.fast.plan(net) finds the backend's kernels."""
         if kernels is None or cls.uses(net) is None:
             return None
         layers = list(net.layers.values())
+        if not cls._dense(layers):
+            return ConvStep.plan(net, kernels)
         names = [ACTIVATION_NAMES[type(a)] for a in layers[1::2]]
         return cls(net, layers[0::2], names, kernels)
 
@@ -66,7 +83,7 @@ class FusedStep:
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""
         net = self.net
         if t.ndim != 1:  # one-hot rows: the layers handle them
-            return net.forward_backward(x, t, check=False)
+            return net.forward_backward(x, t, check=False, layers=True)
         k = self.kernels
         outputs = self._hidden(x)
         last = self.affines[-1]
