@@ -190,7 +190,7 @@ def test_python_block_runs_as_written(block, tmp_path, monkeypatch):
 
 def _mnist_stand_in(normalize=True, flatten=True, one_hot_label=False, data_dir=None):
     """load_mnist's interface and shapes, filled with the 8x8 digits padded to 28x28 (offline)."""
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     d = load_dataset("digits", progress=False)
 
