@@ -5,8 +5,9 @@
   stand-in of MNIST's shape built from the offline digits, and on MNIST itself when the tests have it.
 - Each command of a bash block runs in a temporary folder shared by its page's blocks, in order,
   with XPNET_DATA_DIR naming MNIST when the tests have it and an empty folder otherwise (nothing is
-  ever downloaded). `xpnet` commands and scripts run as subprocesses of this Python; `pip install`
-  is checked against pyproject's extras, `nox` against noxfile's sessions; the rest is listed in
+  ever downloaded). `xpnet` commands and scripts run as subprocesses of this Python, `mpiexec`
+  before one with two real processes when mpi4py and mpiexec are installed; `pip install` is
+  checked against pyproject's extras, `nox` against noxfile's sessions; the rest is listed in
   NOT_RUN with the reason.
 - An HTML comment before a block says how to run it when not as written (docs/development.md has
   the table): `replace "OLD" "NEW"` shortens, `mnist` needs MNIST, `parse-only "REASON"` and
@@ -23,11 +24,13 @@ import contextlib
 import doctest
 import importlib
 import importlib.util
+import inspect
 import io
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -70,7 +73,16 @@ NOT_RUN = {
     "jupyter": "starts a Jupyter server (tests/test_notebooks.py runs the notebooks)",
     "tensorboard": "starts a TensorBoard server",
     "bash": "a shell script for another machine (checked with bash -n)",
+    ".nox/mutation/bin/mutmut": "mutmut in the mutation session's environment, after a run of it",
 }
+#: what starts a command on several processes: its options come before the command it starts
+LAUNCHERS = ("mpiexec", "srun")
+#: the mpich wheel's mpiexec beside this Python (the mpi extra), else one on PATH
+MPIEXEC = (
+    str(Path(sys.executable).with_name("mpiexec"))
+    if Path(sys.executable).with_name("mpiexec").exists()
+    else shutil.which("mpiexec")
+)
 TOOLS = ("ruff", "lint-imports")  # run in the repository itself when installed
 
 
@@ -132,7 +144,7 @@ def block_ids(blocks):
 
 def test_every_block_has_a_known_language_and_known_notes():
     for b in BLOCKS:
-        assert b.lang in ("python", "bash", "text", ""), (
+        assert b.lang in ("python", "bash", "text", "diff", ""), (
             f"{b.id}: ```{b.lang} is neither run nor text"
         )
         for note in b.notes:
@@ -284,9 +296,23 @@ def commands_of(text: str) -> list[Command]:
     return found
 
 
+def launched(cmd: Command) -> tuple[list[str], Command] | None:
+    """(the launcher's words, the command it starts) for `mpiexec ... python scripts/X.py ...`
+    or `srun ... xpnet ...`; None for a command that is not started by a launcher."""
+    if cmd.argv[0] not in LAUNCHERS:
+        return None
+    for i, word in enumerate(cmd.argv):
+        if word in ("python", "python3", "xpnet"):
+            return cmd.argv[:i], Command(cmd.env, cmd.argv[i:])
+    raise AssertionError(f"`{cmd}`: the docs tests find no python or xpnet command after it")
+
+
 def xpnet_target(cmd: Command) -> tuple[str, list[str]] | None:
-    """(what runs the command, its arguments) for an xpnet command or a script: a module under
-    xpnet.apps, or a script's path under scripts/; None for any other command."""
+    """(what runs the command, its arguments) for an xpnet command or a script, also when a
+    launcher starts it: a module under xpnet.apps, or a script's path under scripts/; None for
+    any other command."""
+    if (inner := launched(cmd)) is not None:
+        return xpnet_target(inner[1])
     argv = cmd.argv
     if argv[:1] == ["xpnet"] or argv[:3] in (["python", "-m", "xpnet"], ["python3", "-m", "xpnet"]):
         rest = argv[1:] if argv[0] == "xpnet" else argv[3:]
@@ -339,10 +365,14 @@ def parse_only(cmd: Command) -> None:
         raise _Parsed(original(self, args, namespace))
 
     err = io.StringIO()
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", parse_args):
+    takes_args = bool(inspect.signature(main).parameters)  # or it reads sys.argv itself
+    with (
+        mock.patch.object(argparse.ArgumentParser, "parse_args", parse_args),
+        mock.patch.object(sys, "argv", [target, *args]),
+    ):
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
-                status = main(args)
+                status = main(args) if takes_args else main()
             except _Parsed:
                 return
             except SystemExit as exc:
@@ -371,6 +401,7 @@ def check_nox(cmd: Command) -> None:
     sessions = set(re.findall(r"@nox\.session[^\n]*\n(?:@[^\n]*\n)*def (\w+)", source))
     params = dict(re.findall(r'@nox\.parametrize\("(\w+)", list\((\w+)\)\)', source))
     names = cmd.argv[cmd.argv.index("-s") + 1 :] if "-s" in cmd.argv else []
+    names = names[: names.index("--")] if "--" in names else names  # then the session's own
     for name in names:
         m = re.fullmatch(r"(\w+)\((\w+)='(\w+)'\)", name)
         base = m.group(1) if m else name
@@ -433,6 +464,16 @@ class Workspace:
                 if parse_all or reason:
                     parse_only(cmd)
                     outcomes.append(f"`{cmd}`: parsed ({reason or parse_all[0][0]})")
+                elif cmd.argv[0] == "srun":
+                    raise AssertionError(f"{block.id}: `{cmd}` needs Slurm: note parse-only")
+                elif cmd.argv[0] == "mpiexec" and (
+                    MPIEXEC is None or importlib.util.find_spec("mpi4py") is None
+                ):
+                    parse_only(cmd)
+                    outcomes.append(
+                        f"`{cmd}`: parsed, not run (needs mpi4py and mpiexec: pip install -e "
+                        f"'.[mpi]')"
+                    )
                 else:
                     self.execute(block, cmd, target, expected)
                     outcomes.append("ran")
@@ -463,16 +504,32 @@ class Workspace:
         return outcomes
 
     def execute(self, block, cmd: Command, target, expected: int, cwd=None) -> None:
+        launcher = []
+        if (inner := launched(cmd)) is not None:
+            # the launcher's own mpiexec (the mpich wheel's, beside this Python) if there is one
+            launcher = [MPIEXEC, *inner[0][1:]]
+            cmd = inner[1]
         if target is None:
             argv = cmd.argv
         elif target[0].startswith("scripts/"):
             argv = [sys.executable, target[0], *target[1]]
         else:
             argv = [sys.executable, "-m", "xpnet", *cmd.argv[cmd.argv.index("xpnet") + 1 :]]
-        proc = subprocess.run(
-            argv, cwd=cwd or self.dir, env={**self.env, **cmd.env}, capture_output=True,
-            text=True, timeout=COMMAND_TIMEOUT,
+        proc = subprocess.Popen(
+            [*launcher, *argv], cwd=cwd or self.dir, env={**self.env, **cmd.env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for _ in range(2):  # mpiexec passes a Ctrl-C to its processes, and ends on a second
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(2)
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"{block.id}: `{cmd}` ran past {COMMAND_TIMEOUT} s") from None
+        proc = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         self.outputs[str(cmd)] = proc.stdout
         assert proc.returncode == expected, (
             f"{block.id}: `{cmd}` (run as {argv[1:]}) exited {proc.returncode}, not {expected}:\n"
@@ -512,7 +569,8 @@ def workspace_for(workspaces, block: Block) -> Workspace:
 def test_shell_block(block, workspaces):
     _skip_if_noted(block)
     outcomes = workspace_for(workspaces, block).run(block)
-    if all("not run (" in o for o in outcomes):
+    # a block whose commands were all left out, or one whose mpiexec command could only be parsed
+    if all("not run (" in o for o in outcomes) or any("parsed, not run (" in o for o in outcomes):
         pytest.skip(f"{block.id}: " + "; ".join(outcomes))
 
 
@@ -585,7 +643,8 @@ def github_slug(heading: str) -> str:
 
 
 def test_readme_links_resolve():
-    text = README.read_text(encoding="utf-8")
+    # a link inside an HTML comment is not shown (a marked place for a page to come)
+    text = re.sub(r"<!--.*?-->", "", README.read_text(encoding="utf-8"), flags=re.S)
     for m in LINK.finditer(text):
         target = next(g for g in m.groups() if g)
         if re.match(r"[a-z]+://", target):
