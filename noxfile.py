@@ -1,4 +1,7 @@
-"""Test sessions, one per array backend, the lowest versions, lint and the docs. `nox -l` lists them."""
+"""Test sessions, one per array backend; the lowest versions; MPI; mutation testing; lint; the docs.
+
+`nox -l` lists them.
+"""
 
 import os
 import re
