@@ -27,11 +27,11 @@ from __future__ import annotations
 import numbers
 import operator
 
+from array_api_compat import array_namespace, is_numpy_namespace
 from array_api_compat import device as device_of
-from array_api_compat import is_numpy_namespace
 
 from ..backend import namespace_of
-from ..errors import ShapeError
+from ..errors import BackendError, ShapeError
 from .functions import as_one_hot, sigmoid
 
 
@@ -205,6 +205,14 @@ class SoftmaxWithLoss:
         self._classes = None  # cached class indices 0..C-1 for expanding integer labels
 
     def _one_hot(self, t, x, xp):
+        if type(t) is not type(x):
+            try:
+                array_namespace(x, t)
+            except TypeError:
+                raise BackendError(
+                    f"the labels are a {type(t).__module__}.{type(t).__name__} but the scores are "
+                    f"{type(x).__module__}.{type(x).__name__}: give labels of the scores' library"
+                ) from None
         if t.shape == x.shape:
             return t if t.dtype == x.dtype else xp.astype(t, x.dtype)
         classes = self._classes

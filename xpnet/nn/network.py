@@ -210,6 +210,9 @@ class Network:
         return x, single
 
     def _label_batch(self, t, single: bool):
+        if isinstance(t, int) and not isinstance(t, bool):  # one sample's label as a Python int
+            ref = self._first_param()
+            t = namespace_of(ref).asarray(t, device=device_of(ref))
         self._same_place(t, "labels")
         if single and t.ndim < 2 and tuple(t.shape) != (1,):  # one label, or one one-hot row
             t = namespace_of(t).reshape(t, (1, *t.shape))
@@ -302,20 +305,25 @@ class Network:
 
     def count_correct(self, x, t, batch_size: int | None = None):
         """Number of samples whose top score is the true class, as a 0-d device array."""
+        return self._count_correct(x, t, batch_size)[0]
+
+    def accuracy(self, x, t, batch_size: int | None = None) -> float:
+        """Fraction of samples classified correctly (one host read at the end)."""
+        correct, n = self._count_correct(x, t, batch_size)
+        return int(correct) / n
+
+    def _count_correct(self, x, t, batch_size):
+        """(correct count as a 0-d device array, number of samples) of a batch or one sample."""
         x, single = self._input(x)
         t = self._label_batch(t, single)
-        return count_correct(
+        correct = count_correct(
             lambda xb: self._forward(xb, train=False),
             x,
             t,
             batch_size or self.eval_batch_size,
             check=lambda scores_shape: check_labels(t, scores_shape),
         )
-
-    def accuracy(self, x, t, batch_size: int | None = None) -> float:
-        """Fraction of samples classified correctly (one host read at the end)."""
-        x, _ = self._input(x)
-        return int(self.count_correct(x, t, batch_size)) / x.shape[0]
+        return correct, x.shape[0]
 
     def __repr__(self) -> str:
         inner = " -> ".join(repr(layer) for layer in self.layers.values())
