@@ -30,7 +30,7 @@ H = 1e-4
 def initial_weight(scale, *shape):
     """``scale * np.random.randn(*shape)`` on the device: NumPy's global generator, in the order the
     book draws, so that ``np.random.seed`` gives the book's initial weights."""
-    host = scale * np.random.randn(*shape)
+    host = scale * np.random.randn(*shape)  # noqa: NPY002 (the book's global generator)
     return device.backend().asarray(host, device.dtype() or "float64")
 
 

@@ -3,7 +3,7 @@
 book's loss; ``gradient`` is backpropagation through them, the same numbers as the book's
 hand-derived formulas of chapter 4."""
 
-import numpy as np  # noqa: F401 (the book's module exports np)
+import numpy as np
 
 from xpnet.book.common.functions import *  # noqa: F403
 from xpnet.book.common.functions import softmax as _softmax

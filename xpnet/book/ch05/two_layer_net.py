@@ -1,8 +1,9 @@
 """The book's ch05/two_layer_net.py: TwoLayerNet of layers, Affine1 → Relu1 → Affine2 →
 SoftmaxWithLoss (xpnet's, with the book's options: xpnet.book.common.layers)."""
 
-import numpy as np  # noqa: F401 (the book's module exports np)
 from collections import OrderedDict  # noqa: F401
+
+import numpy as np  # noqa: F401 (the book's module exports np)
 
 from xpnet.book.common.gradient import numerical_gradient  # noqa: F401
 from xpnet.book.common.layers import *  # noqa: F403

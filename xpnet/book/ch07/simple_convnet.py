@@ -1,9 +1,10 @@
 """The book's ch07/simple_convnet.py: SimpleConvNet, conv - relu - pool - affine - relu - affine -
 softmax, as xpnet's layers with the book's options (xpnet.book.common.layers) and initial weights."""
 
-import numpy as np  # noqa: F401 (the book's module exports np)
 import pickle  # noqa: F401
 from collections import OrderedDict  # noqa: F401
+
+import numpy as np  # noqa: F401 (the book's module exports np)
 
 from xpnet.book.common.gradient import numerical_gradient  # noqa: F401
 from xpnet.book.common.layers import *  # noqa: F403
@@ -25,12 +26,12 @@ class SimpleConvNet(_BookNetwork):
     """
 
     def __init__(self, input_dim=(1, 28, 28),
-                 conv_param={'filter_num':30, 'filter_size':5, 'pad':0, 'stride':1},
-                 hidden_size=100, output_size=10, weight_init_std=0.01):  # noqa: B006  # fmt: skip
-        filter_num = conv_param['filter_num']
-        filter_size = conv_param['filter_size']
-        filter_pad = conv_param['pad']
-        filter_stride = conv_param['stride']
+                 conv_param={'filter_num':30, 'filter_size':5, 'pad':0, 'stride':1},  # noqa: B006
+                 hidden_size=100, output_size=10, weight_init_std=0.01):  # fmt: skip
+        filter_num = conv_param["filter_num"]
+        filter_size = conv_param["filter_size"]
+        filter_pad = conv_param["pad"]
+        filter_stride = conv_param["stride"]
         input_size = input_dim[1]
         conv_output_size = (input_size - filter_size + 2 * filter_pad) / filter_stride + 1
         pool_output_size = int(filter_num * (conv_output_size / 2) * (conv_output_size / 2))

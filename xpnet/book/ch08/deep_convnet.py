@@ -7,9 +7,10 @@ xpnet's layers with the book's options (xpnet.book.common.layers), initial weigh
     affine - relu - dropout - affine - dropout - softmax
 """
 
-import numpy as np
 import pickle  # noqa: F401 (the book's module imports it)
 from collections import OrderedDict  # noqa: F401
+
+import numpy as np
 
 from xpnet.book.common.layers import *  # noqa: F403
 from xpnet.book.common.layers import Affine as _Affine
@@ -28,13 +29,13 @@ class DeepConvNet(_BookNetwork):
     and a 64·4·4 input to the first Affine, and both dropouts have ratio 0.5."""
 
     def __init__(self, input_dim=(1, 28, 28),
-                 conv_param_1 = {'filter_num':16, 'filter_size':3, 'pad':1, 'stride':1},
-                 conv_param_2 = {'filter_num':16, 'filter_size':3, 'pad':1, 'stride':1},
-                 conv_param_3 = {'filter_num':32, 'filter_size':3, 'pad':1, 'stride':1},
-                 conv_param_4 = {'filter_num':32, 'filter_size':3, 'pad':2, 'stride':1},
-                 conv_param_5 = {'filter_num':64, 'filter_size':3, 'pad':1, 'stride':1},
-                 conv_param_6 = {'filter_num':64, 'filter_size':3, 'pad':1, 'stride':1},
-                 hidden_size=50, output_size=10):  # noqa: B006  # fmt: skip
+                 conv_param_1 = {'filter_num':16, 'filter_size':3, 'pad':1, 'stride':1},  # noqa: B006
+                 conv_param_2 = {'filter_num':16, 'filter_size':3, 'pad':1, 'stride':1},  # noqa: B006
+                 conv_param_3 = {'filter_num':32, 'filter_size':3, 'pad':1, 'stride':1},  # noqa: B006
+                 conv_param_4 = {'filter_num':32, 'filter_size':3, 'pad':2, 'stride':1},  # noqa: B006
+                 conv_param_5 = {'filter_num':64, 'filter_size':3, 'pad':1, 'stride':1},  # noqa: B006
+                 conv_param_6 = {'filter_num':64, 'filter_size':3, 'pad':1, 'stride':1},  # noqa: B006
+                 hidden_size=50, output_size=10):  # fmt: skip
         # the book's fan-ins, fixed for its default conv_params (its own TODO: compute them)
         pre_node_nums = np.array([1*3*3, 16*3*3, 16*3*3, 32*3*3, 32*3*3, 64*3*3, 64*4*4, hidden_size])  # fmt: skip
         weight_init_scales = np.sqrt(2.0 / pre_node_nums)
@@ -43,9 +44,9 @@ class DeepConvNet(_BookNetwork):
         convs = []
         pre_channel_num = input_dim[0]
         for idx, conv_param in enumerate(conv_params):
-            n, size = conv_param['filter_num'], conv_param['filter_size']
+            n, size = conv_param["filter_num"], conv_param["filter_size"]
             W = _initial_weight(weight_init_scales[idx], n, pre_channel_num, size, size)
-            convs.append(_Convolution(W, _zeros(n), conv_param['stride'], conv_param['pad']))
+            convs.append(_Convolution(W, _zeros(n), conv_param["stride"], conv_param["pad"]))
             pre_channel_num = n
         W7 = _initial_weight(weight_init_scales[6], 64 * 4 * 4, hidden_size)
         W8 = _initial_weight(weight_init_scales[7], hidden_size, output_size)

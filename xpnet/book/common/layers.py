@@ -34,7 +34,7 @@ _BN_EPS = 1e-6
 
 def _global_uniform(shape):
     """U[0, 1) samples from NumPy's global generator, as the book's Dropout draws them."""
-    return np.random.rand(*shape)
+    return np.random.rand(*shape)  # noqa: NPY002 (the book's global generator)
 
 
 class Relu(_layers.ReLU):

@@ -1,8 +1,9 @@
 """The book's common/multi_layer_net.py: MultiLayerNet, a fully connected network of xpnet's layers
 (xpnet.book.net) with the book's initial weights, names and methods."""
 
-import numpy as np  # noqa: F401 (the book's module exports np)
 from collections import OrderedDict  # noqa: F401
+
+import numpy as np  # noqa: F401 (the book's module exports np)
 
 from xpnet.book.common.gradient import numerical_gradient  # noqa: F401
 from xpnet.book.common.layers import *  # noqa: F403

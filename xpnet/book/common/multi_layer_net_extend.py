@@ -1,8 +1,9 @@
 """The book's common/multi_layer_net_extend.py: MultiLayerNetExtend, MultiLayerNet with the book's
 weight decay, dropout and batch normalization (xpnet's layers with the book's options)."""
 
-import numpy as np  # noqa: F401 (the book's module exports np)
 from collections import OrderedDict  # noqa: F401
+
+import numpy as np  # noqa: F401 (the book's module exports np)
 
 from xpnet.book.common.gradient import numerical_gradient  # noqa: F401
 from xpnet.book.common.layers import *  # noqa: F403

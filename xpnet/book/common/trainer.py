@@ -48,8 +48,8 @@ class Trainer:
 
     def __init__(self, network, x_train, t_train, x_test, t_test,
                  epochs=20, mini_batch_size=100,
-                 optimizer='SGD', optimizer_param={'lr':0.01},
-                 evaluate_sample_num_per_epoch=None, verbose=True):  # noqa: B006  # fmt: skip
+                 optimizer='SGD', optimizer_param={'lr':0.01},  # noqa: B006
+                 evaluate_sample_num_per_epoch=None, verbose=True):  # fmt: skip
         self.network = network
         self.verbose = verbose
         self.x_train = x_train
@@ -72,7 +72,7 @@ class Trainer:
 
     def train_step(self):
         """One minibatch step; at the start of an epoch, the accuracies."""
-        batch_mask = np.random.choice(self.train_size, self.batch_size)
+        batch_mask = np.random.choice(self.train_size, self.batch_size)  # noqa: NPY002 (the book's global generator)
         x_batch = _rows(self.x_train, batch_mask)
         t_batch = _rows(self.t_train, batch_mask)
         grads = self.network.gradient(x_batch, t_batch)
@@ -94,7 +94,9 @@ class Trainer:
             self.train_acc_list.append(train_acc)
             self.test_acc_list.append(test_acc)
             if self.verbose:
-                print(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, test acc:{test_acc} ===")
+                print(
+                    f"=== epoch:{self.current_epoch}, train acc:{train_acc}, test acc:{test_acc} ==="
+                )
         self.current_iter += 1
 
     def train(self):

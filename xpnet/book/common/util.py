@@ -3,7 +3,6 @@ keeping the input's dtype where the book's returns float64); the helpers for plo
 written here, on any backend."""
 
 import numpy as np
-
 from array_api_compat import device as _device_of
 
 from xpnet.backend import namespace_of as _namespace_of
@@ -24,7 +23,7 @@ def smooth_curve(x):
 
 def shuffle_dataset(x, t):
     """x and t with their samples in one random order, drawn from NumPy's global generator."""
-    permutation = np.random.permutation(x.shape[0])
+    permutation = np.random.permutation(x.shape[0])  # noqa: NPY002 (the book's global generator)
     if isinstance(x, np.ndarray):
         return x[permutation], t[permutation]
     xp = _namespace_of(x)
