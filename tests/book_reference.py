@@ -6,6 +6,8 @@ A network is a list of layer dicts; ``forward`` keeps what ``backward`` needs in
 book's code draws them, so a reference and an xpnet.book script seeded alike see the same numbers.
 """
 
+# ruff: noqa: NPY002 (the book's code draws from NumPy's global generator)
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,7 +82,7 @@ def _forward(layer, x, train):
     if kind == "dropout":
         if not train:
             return x * (1.0 - layer["ratio"])
-        layer["mask"] = np.random.rand(*x.shape) > layer["ratio"]  # noqa: NPY002
+        layer["mask"] = np.random.rand(*x.shape) > layer["ratio"]
         return x * layer["mask"]
     if kind == "bn":
         shape = x.shape

@@ -7,6 +7,8 @@ of MNIST's shapes (300 training and 100 test images of noisy class templates), s
 offline in seconds. tests/test_book_weights.py has the real MNIST and the book's trained weights.
 """
 
+# ruff: noqa: NPY002 (the book's code draws from NumPy's global generator)
+
 from __future__ import annotations
 
 import pickle
@@ -15,10 +17,10 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
+import book_reference as ref
 import numpy as np
 import pytest
 
-import book_reference as ref
 from xpnet.book.dataset import mnist as book_mnist
 
 SCRIPTS = Path(__file__).parent / "book_scripts"
@@ -53,7 +55,7 @@ def data(monkeypatch):
 def run(script, tmp_path, monkeypatch, capsys, seed=0) -> list[str]:
     """The lines `script` prints, run as __main__ in tmp_path after np.random.seed(seed)."""
     monkeypatch.chdir(tmp_path)
-    np.random.seed(seed)  # noqa: NPY002 (the book's scripts draw from the global generator)
+    np.random.seed(seed)
     runpy.run_path(str(SCRIPTS / script), run_name="__main__")
     return capsys.readouterr().out.splitlines()
 
@@ -93,10 +95,10 @@ def test_ch03_forward_pass_of_pickled_weights(data, tmp_path, monkeypatch, capsy
 def test_ch04_numerical_gradient_and_training(data, tmp_path, monkeypatch, capsys):
     got = run("ch04_train.py", tmp_path, monkeypatch, capsys)
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     x_train, t_train = ref.normalized(data.x_train), one_hot(data.t_train)
     x_test, t_test = ref.normalized(data.x_test), one_hot(data.t_test)
-    W = np.random.randn(4, 3)  # noqa: NPY002
+    W = np.random.randn(4, 3)
     x = x_train[0, 300:304]
 
     def f():
@@ -112,12 +114,12 @@ def test_ch04_numerical_gradient_and_training(data, tmp_path, monkeypatch, capsy
         W[idx] = old
     expected = ["dW: " + " ".join(str(v) for v in dW.flatten())]
 
-    W1 = 0.01 * np.random.randn(784, 20)  # noqa: NPY002
-    W2 = 0.01 * np.random.randn(20, 10)  # noqa: NPY002
+    W1 = 0.01 * np.random.randn(784, 20)
+    W2 = 0.01 * np.random.randn(20, 10)
     net = ref.Net([ref.affine(W1, np.zeros(20)), ref.act("sigmoid"),
                    ref.affine(W2, np.zeros(10))])  # fmt: skip
     for i in range(31):
-        mask = np.random.choice(300, 50)  # noqa: NPY002
+        mask = np.random.choice(300, 50)
         grads = net.gradient(x_train[mask], t_train[mask])
         for key in ("W1", "b1", "W2", "b2"):
             net.set(key, net.get(key) - 0.5 * grads[key])
@@ -137,21 +139,21 @@ def test_ch05_gradient_check_and_training(data, tmp_path, monkeypatch, capsys):
     # backprop against central differences (h = 1e-4): truncation and rounding error only
     assert all(float(NUMBER.findall(line)[1]) < 1e-6 for line in diffs), diffs
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     x_train, t_train = ref.normalized(data.x_train), one_hot(data.t_train)
     x_test, t_test = ref.normalized(data.x_test), one_hot(data.t_test)
-    small = ref.Net([ref.affine(0.01 * np.random.randn(784, 5), np.zeros(5)), ref.act("relu"),  # noqa: NPY002
-                     ref.affine(0.01 * np.random.randn(5, 10), np.zeros(10))])  # noqa: NPY002  # fmt: skip
+    small = ref.Net([ref.affine(0.01 * np.random.randn(784, 5), np.zeros(5)), ref.act("relu"),
+                     ref.affine(0.01 * np.random.randn(5, 10), np.zeros(10))])  # fmt: skip
     grads = small.gradient(x_train[:3], t_train[:3])
     sums = [float(NUMBER.findall(line)[-1]) for line in diffs]
     expected_sums = [grads[k].sum() for k in ("W1", "b1", "W2", "b2")]
     assert sums == pytest.approx(expected_sums, rel=1e-9, abs=1e-15)
 
-    net = ref.Net([ref.affine(0.01 * np.random.randn(784, 30), np.zeros(30)), ref.act("relu"),  # noqa: NPY002
-                   ref.affine(0.01 * np.random.randn(30, 10), np.zeros(10))])  # noqa: NPY002  # fmt: skip
+    net = ref.Net([ref.affine(0.01 * np.random.randn(784, 30), np.zeros(30)), ref.act("relu"),
+                   ref.affine(0.01 * np.random.randn(30, 10), np.zeros(10))])  # fmt: skip
     expected = []
     for i in range(16):
-        mask = np.random.choice(300, 60)  # noqa: NPY002
+        mask = np.random.choice(300, 60)
         grads = net.gradient(x_train[mask], t_train[mask])
         for key in ("W1", "b1", "W2", "b2"):
             net.set(key, net.get(key) - 0.1 * grads[key])
@@ -172,7 +174,7 @@ def _mlp(sizes, std, activation="relu", bn=False, dropout=0.0):
         )
         layers.append(
             ref.affine(scale * np.random.randn(sizes[i - 1], sizes[i]), np.zeros(sizes[i]))
-        )  # noqa: NPY002
+        )
         if i < len(sizes) - 1:
             layers += [ref.batchnorm(sizes[i])] if bn else []
             layers.append(ref.act(activation))
@@ -183,7 +185,7 @@ def _mlp(sizes, std, activation="relu", bn=False, dropout=0.0):
 def test_ch06_optimizers_and_weight_decay(data, tmp_path, monkeypatch, capsys):
     got = run("ch06_optimizers.py", tmp_path, monkeypatch, capsys)
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     x_train, x_test = ref.normalized(data.x_train), ref.normalized(data.x_test)
     kinds = {"SGD": ("sgd", 0.01), "Momentum": ("momentum", 0.01), "Nesterov": ("nesterov", 0.01),
              "AdaGrad": ("adagrad", 0.01), "RMSprop": ("rmsprop", 0.01), "Adam": ("adam", 0.001)}  # fmt: skip
@@ -193,7 +195,7 @@ def test_ch06_optimizers_and_weight_decay(data, tmp_path, monkeypatch, capsys):
     opts["decay"] = ref.Optimizer("sgd", 0.1)
     expected = []
     for i in range(12):
-        mask = np.random.choice(300, 40)  # noqa: NPY002
+        mask = np.random.choice(300, 40)
         for key in opts:
             opts[key].step(nets[key], nets[key].gradient(x_train[mask], data.t_train[mask]))
         if i % 4 == 3:
@@ -214,14 +216,14 @@ def test_ch06_optimizers_and_weight_decay(data, tmp_path, monkeypatch, capsys):
 def test_ch06_batchnorm_dropout_trainer(data, tmp_path, monkeypatch, capsys):
     got = run("ch06_trainer.py", tmp_path, monkeypatch, capsys)
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     x_train, t_train = ref.normalized(data.x_train)[:200], data.t_train[:200]
     x_test, t_test = ref.normalized(data.x_test), data.t_test
     net = ref.Net(_mlp([784, 30, 30, 10], "relu", bn=True, dropout=0.2), weight_decay=0.01)
     opt = ref.Optimizer("momentum", 0.05)
     expected, train_acc, test_acc = [], [], []
     for i in range(12):  # 3 epochs of 200 / 50 steps
-        mask = np.random.choice(200, 50)  # noqa: NPY002
+        mask = np.random.choice(200, 50)
         opt.step(net, net.gradient(x_train[mask], t_train[mask]))
         expected.append(f"train loss:{net.loss(x_train[mask], t_train[mask])}")
         if i % 4 == 0:
@@ -239,9 +241,9 @@ def test_ch06_batchnorm_dropout_trainer(data, tmp_path, monkeypatch, capsys):
 def _convnet(filters, size, hidden, std=0.01):
     """The book's SimpleConvNet on 28×28 images in reference layers."""
     pooled = filters * ((28 - size + 1) // 2) ** 2
-    W1 = std * np.random.randn(filters, 1, size, size)  # noqa: NPY002
-    W2 = std * np.random.randn(pooled, hidden)  # noqa: NPY002
-    W3 = std * np.random.randn(hidden, 10)  # noqa: NPY002
+    W1 = std * np.random.randn(filters, 1, size, size)
+    W2 = std * np.random.randn(pooled, hidden)
+    W3 = std * np.random.randn(hidden, 10)
     return ref.Net([ref.conv(W1, np.zeros(filters)), ref.act("relu"), ref.pool(),
                     ref.affine(W2, np.zeros(hidden)), ref.act("relu"),
                     ref.affine(W3, np.zeros(10))])  # fmt: skip
@@ -256,7 +258,7 @@ def _book_accuracy(net, x, t, batch_size):
 def test_ch07_simple_convnet_trainer_and_save(data, tmp_path, monkeypatch, capsys):
     got = run("ch07_convnet.py", tmp_path, monkeypatch, capsys)
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     images = ref.normalized(data.x_train).reshape(-1, 1, 28, 28)
     x_train, t_train = images[:120], data.t_train[:120]
     x_test = ref.normalized(data.x_test).reshape(-1, 1, 28, 28)
@@ -265,7 +267,7 @@ def test_ch07_simple_convnet_trainer_and_save(data, tmp_path, monkeypatch, capsy
     opt = ref.Optimizer("adam", 0.01)
     expected = []
     for i in range(6):  # 2 epochs of 120 / 40 steps
-        mask = np.random.choice(120, 40)  # noqa: NPY002
+        mask = np.random.choice(120, 40)
         opt.step(net, net.gradient(x_train[mask], t_train[mask]))
         expected.append(f"train loss:{net.loss(x_train[mask], t_train[mask])}")
         if i % 3 == 0:
@@ -290,7 +292,7 @@ def test_ch07_simple_convnet_trainer_and_save(data, tmp_path, monkeypatch, capsy
 def test_ch08_deep_convnet_dropout_save_and_load(data, tmp_path, monkeypatch, capsys):
     got = run("ch08_deepnet.py", tmp_path, monkeypatch, capsys)
 
-    np.random.seed(0)  # noqa: NPY002
+    np.random.seed(0)
     x_train = ref.normalized(data.x_train).reshape(-1, 1, 28, 28)
     x_test = ref.normalized(data.x_test).reshape(-1, 1, 28, 28)
     fan_in = np.array([9, 144, 144, 288, 288, 576, 1024, 50])
@@ -298,18 +300,18 @@ def test_ch08_deep_convnet_dropout_save_and_load(data, tmp_path, monkeypatch, ca
     channels = [1, 16, 16, 32, 32, 64, 64]
     layers = []
     for i in range(6):
-        W = scales[i] * np.random.randn(channels[i + 1], channels[i], 3, 3)  # noqa: NPY002
+        W = scales[i] * np.random.randn(channels[i + 1], channels[i], 3, 3)
         layers += [ref.conv(W, np.zeros(channels[i + 1]), 1, 2 if i == 3 else 1), ref.act("relu")]
         layers += [ref.pool()] if i % 2 else []
-    W7 = scales[6] * np.random.randn(1024, 50)  # noqa: NPY002
-    W8 = scales[7] * np.random.randn(50, 10)  # noqa: NPY002
+    W7 = scales[6] * np.random.randn(1024, 50)
+    W8 = scales[7] * np.random.randn(50, 10)
     layers += [ref.affine(W7, np.zeros(50)), ref.act("relu"), ref.dropout(0.5),
                ref.affine(W8, np.zeros(10)), ref.dropout(0.5)]  # fmt: skip
     net = ref.Net(layers)
     opt = ref.Optimizer("adam", 0.001)
     expected = []
     for _ in range(2):
-        mask = np.random.choice(300, 6)  # noqa: NPY002
+        mask = np.random.choice(300, 6)
         opt.step(net, net.gradient(x_train[mask], data.t_train[mask]))
         expected.append(f"train loss:{net.loss(x_train[mask], data.t_train[mask], train=True)}")
     accuracy = _book_accuracy(net, x_test[:10], data.t_test[:10], 5)

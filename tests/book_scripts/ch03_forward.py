@@ -1,4 +1,5 @@
 # Chapter 3 in the book's style: a trained 3-layer network read from a pickle, run on the test set.
+
 import pickle
 
 import numpy as np
@@ -8,9 +9,7 @@ from xpnet.book.dataset.mnist import load_mnist
 
 
 def get_data():
-    (x_train, t_train), (x_test, t_test) = load_mnist(
-        normalize=True, flatten=True, one_hot_label=False
-    )
+    _, (x_test, t_test) = load_mnist(normalize=True, flatten=True, one_hot_label=False)
     return x_test, t_test
 
 

@@ -1,4 +1,5 @@
 # Chapter 4 in the book's style: the sigmoid TwoLayerNet trained by minibatch gradient descent.
+# ruff: noqa: NPY002 (the book's scripts draw from NumPy's global generator)
 import numpy as np
 
 from xpnet.book.ch04.two_layer_net import TwoLayerNet

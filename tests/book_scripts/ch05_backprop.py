@@ -1,4 +1,5 @@
 # Chapter 5 in the book's style: the TwoLayerNet of layers, its gradients checked, then trained.
+# ruff: noqa: NPY002 (the book's scripts draw from NumPy's global generator)
 import numpy as np
 
 from xpnet.book.ch05.two_layer_net import TwoLayerNet

@@ -1,4 +1,5 @@
 # Chapter 6 in the book's style: the optimizers compared on one network each, and weight decay.
+# ruff: noqa: NPY002 (the book's scripts draw from NumPy's global generator)
 import numpy as np
 
 from xpnet.book.common.multi_layer_net import MultiLayerNet
@@ -48,6 +49,6 @@ for key in optimizers:
 params = {"x": -7.0, "y": 2.0}
 for key, optimizer in {"SGD": SGD(lr=0.95), "Adam": Adam(lr=0.3)}.items():
     params["x"], params["y"] = -7.0, 2.0
-    for i in range(5):
+    for _ in range(5):
         optimizer.update(params, {"x": params["x"] / 10.0, "y": 2.0 * params["y"]})
     print(key + " at:" + str(params["x"]) + " " + str(params["y"]))

@@ -1,4 +1,5 @@
 # Chapter 6 in the book's style: batch normalization and dropout, trained by the Trainer.
+
 from xpnet.book.common.multi_layer_net_extend import MultiLayerNetExtend
 from xpnet.book.common.trainer import Trainer
 from xpnet.book.dataset.mnist import load_mnist

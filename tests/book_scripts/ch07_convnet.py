@@ -1,4 +1,5 @@
 # Chapter 7 in the book's style: a small SimpleConvNet trained by the Trainer, then saved.
+
 from xpnet.book.ch07.simple_convnet import SimpleConvNet
 from xpnet.book.common.trainer import Trainer
 from xpnet.book.dataset.mnist import load_mnist

@@ -1,4 +1,5 @@
 # Chapter 8 in the book's style: DeepConvNet, two training steps with dropout, saved and reloaded.
+# ruff: noqa: NPY002 (the book's scripts draw from NumPy's global generator)
 import numpy as np
 
 from xpnet.book.ch08.deep_convnet import DeepConvNet
@@ -9,7 +10,7 @@ from xpnet.book.dataset.mnist import load_mnist
 
 network = DeepConvNet()
 optimizer = Adam(lr=0.001)
-for i in range(2):
+for _ in range(2):
     batch_mask = np.random.choice(x_train.shape[0], 6)
     grads = network.gradient(x_train[batch_mask], t_train[batch_mask])
     optimizer.update(network.params, grads)
