@@ -319,3 +319,23 @@ def test_ch08_deep_convnet_dropout_save_and_load(data, tmp_path, monkeypatch, ca
     expected += [f"test acc:{accuracy}", "scores: " + " ".join(str(v) for v in scores.flatten()),
                  f"reloaded test acc:{accuracy}"]  # fmt: skip
     assert_lines(got, expected, rel=1e-8)
+
+
+def test_trainer_keeps_the_books_float_epoch_length(data, capsys):
+    """150 samples in batches of 100: iter_per_epoch is 1.5, so the epoch lines come where
+    current_iter % 1.5 == 0 (iterations 0 and 3 of 6), as in the book's Trainer."""
+    from xpnet.book.common.multi_layer_net import MultiLayerNet
+    from xpnet.book.common.trainer import Trainer
+
+    np.random.seed(0)
+    x = ref.normalized(data.x_train)[:150]
+    net = MultiLayerNet(784, [5], 10)
+    trainer = Trainer(net, x, data.t_train[:150], x[:10], data.t_train[:10], epochs=4,
+                      mini_batch_size=100, optimizer="sgd", evaluate_sample_num_per_epoch=10)  # fmt: skip
+    trainer.train()
+    lines = capsys.readouterr().out.splitlines()
+    assert trainer.iter_per_epoch == 1.5 and trainer.max_iter == 6
+    assert len(trainer.train_loss_list) == 6 and len(trainer.train_acc_list) == 2
+    epochs = [line.split(",")[0] for line in lines if line.startswith("=== epoch")]
+    assert epochs == ["=== epoch:1", "=== epoch:2"]
+    assert [i for i, line in enumerate(lines) if line.startswith("=== epoch")] == [1, 5]
