@@ -263,3 +263,33 @@ def test_cross_backend_warning_is_not_raised_on_the_cpu(fresh_device):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert device.backend().name == "numpy" and device.dtype() is None
+
+
+def test_the_books_layer_classes_select_the_books_options(rng):
+    """xpnet.book.common.layers: the book's signatures, xpnet's layers, the book's options."""
+    from xpnet.book.common import layers
+
+    x = rng.normal(1.0, 2.0, (5, 2, 3, 3))
+    dout = rng.normal(size=(5, 2, 3, 3))
+    bn = layers.BatchNormalization(np.linspace(0.5, 1.5, 18), np.linspace(-0.2, 0.2, 18))
+    y_ref, dx_ref, _, var = books_batchnorm(
+        x.reshape(5, 18), np.linspace(0.5, 1.5, 18), np.linspace(-0.2, 0.2, 18), dout.reshape(5, 18)
+    )
+    np.testing.assert_allclose(bn.forward(x, train_flg=True), y_ref.reshape(x.shape), rtol=1e-12)
+    np.testing.assert_allclose(bn.backward(dout), dx_ref.reshape(x.shape), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(bn.running_var, 0.1 * var, rtol=1e-12)
+
+    np.random.seed(3)  # noqa: NPY002
+    expected = np.random.rand(4, 5) > 0.4  # noqa: NPY002
+    np.random.seed(3)  # noqa: NPY002
+    drop = layers.Dropout(0.4)
+    np.testing.assert_array_equal(drop.forward(np.ones((4, 5))), expected)
+    np.testing.assert_allclose(drop.forward(np.ones((4, 5)), train_flg=False), 0.6)
+
+    conv = layers.Convolution(rng.normal(size=(2, 1, 3, 3)), 0)  # the book's apply_filter passes 0
+    assert conv.fast is False and conv.b.tolist() == [0.0, 0.0]
+    assert layers.Pooling(2, 2).forward(np.arange(16.0).reshape(1, 1, 4, 4)).tolist() == [
+        [[[5.0, 7.0], [13.0, 15.0]]]
+    ]
+    loss = layers.SoftmaxWithLoss().forward(np.array([[50.0, 0.0]]), np.array([0]))
+    assert float(loss) == pytest.approx(-np.log(1.0 + 1e-7), rel=1e-9)
