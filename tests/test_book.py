@@ -339,3 +339,42 @@ def test_trainer_keeps_the_books_float_epoch_length(data, capsys):
     epochs = [line.split(",")[0] for line in lines if line.startswith("=== epoch")]
     assert epochs == ["=== epoch:1", "=== epoch:2"]
     assert [i for i, line in enumerate(lines) if line.startswith("=== epoch")] == [1, 5]
+
+
+def test_common_functions_gradient_and_util_as_the_books():
+    from xpnet.book.common import functions as F
+    from xpnet.book.common.gradient import numerical_gradient, numerical_gradient_2d
+    from xpnet.book.common.util import conv_output_size, shuffle_dataset, smooth_curve
+
+    x = np.array([-2.0, 0.0, 0.5, 3.0])
+    s = 1.0 / (1.0 + np.exp(-x))
+    assert F.step_function(x).tolist() == [0, 0, 1, 1] and F.step_function(x).dtype == np.int64
+    np.testing.assert_allclose(F.sigmoid(x), s, rtol=1e-15)
+    np.testing.assert_allclose(F.sigmoid_grad(x), (1 - s) * s, rtol=1e-14)
+    assert F.relu(x).tolist() == [0.0, 0.0, 0.5, 3.0]
+    assert F.relu_grad(x).tolist() == [0.0, 1.0, 1.0, 1.0]  # the book's: 1 where x >= 0
+    assert F.identity_function(x) is x
+    assert F.sum_squared_error(np.array([0.1, 0.7]), np.array([0.0, 1.0])) == pytest.approx(0.05)
+    y = np.array([[0.1, 0.6, 0.3], [0.8, 0.1, 0.1]])
+    expected = -(np.log(0.6 + 1e-7) + np.log(0.1 + 1e-7)) / 2
+    assert F.cross_entropy_error(y, np.array([1, 2])) == pytest.approx(expected, rel=1e-14)
+    assert F.cross_entropy_error(y[0], np.array([0, 1, 0])) == pytest.approx(-np.log(0.6 + 1e-7))
+    np.testing.assert_allclose(F.softmax(np.log(y)), y, rtol=1e-14)
+    assert F.sigmoid(0.0) == 0.5  # a Python number, as the book's scripts pass
+
+    X = np.array([[1.0, -2.0], [0.5, 3.0]])
+    np.testing.assert_allclose(numerical_gradient_2d(lambda v: np.sum(v**2), X), 2 * X, rtol=1e-9)
+    np.testing.assert_allclose(numerical_gradient(lambda v: np.sum(v**3), X[0]), 3 * X[0] ** 2,
+                               rtol=1e-7)  # fmt: skip
+
+    assert conv_output_size(28, 5) == 24.0 and conv_output_size(7, 2, stride=2, pad=1) == 4.5
+    np.random.seed(2)
+    order = np.random.permutation(5)
+    np.random.seed(2)
+    xs, ts = shuffle_dataset(np.arange(10).reshape(5, 2), np.arange(5))
+    assert ts.tolist() == order.tolist() and xs[:, 0].tolist() == (2 * order).tolist()
+    losses = [np.float64(v) for v in np.linspace(2.0, 0.5, 30)]
+    w = np.kaiser(11, 2)
+    mirrored = np.r_[losses[10:0:-1], losses, losses[-1:-11:-1]]
+    expected = np.convolve(w / w.sum(), mirrored, mode="valid")[5:-5]
+    np.testing.assert_allclose(smooth_curve(losses), expected, rtol=1e-15)
