@@ -378,3 +378,60 @@ def test_common_functions_gradient_and_util_as_the_books():
     mirrored = np.r_[losses[10:0:-1], losses, losses[-1:-11:-1]]
     expected = np.convolve(w / w.sum(), mirrored, mode="valid")[5:-5]
     np.testing.assert_allclose(smooth_curve(losses), expected, rtol=1e-15)
+
+
+@pytest.mark.torch
+def test_a_script_on_torch_prints_the_numpy_numbers(data, tmp_path, monkeypatch, capsys):
+    """XPNET_BACKEND=torch (a GPU's stand-in here): MNIST and the networks on torch, the Trainer
+    gathering its minibatches there; the script prints NumPy's numbers."""
+    pytest.importorskip("torch")
+    from xpnet.book import device as book_device
+
+    expected = run("ch06_trainer.py", tmp_path, monkeypatch, capsys)
+    monkeypatch.setenv("XPNET_BACKEND", "torch")
+    book_device._resolve.cache_clear()
+    try:
+        got = run("ch06_trainer.py", tmp_path, monkeypatch, capsys)
+    finally:
+        book_device._resolve.cache_clear()
+    assert_lines(got, expected)
+
+
+def test_trainer_and_networks_on_a_strict_namespace_and_another_device(data, monkeypatch, capsys):
+    """array_api_strict on its fake "device1": every array the book's code makes is made on the
+    data's device (a missing device= fails here), and the numbers are NumPy's."""
+    pytest.importorskip("array_api_strict")
+    from xpnet.book import device as book_device
+    from xpnet.book.ch07.simple_convnet import SimpleConvNet
+    from xpnet.book.common.multi_layer_net_extend import MultiLayerNetExtend
+    from xpnet.book.common.trainer import Trainer
+    from xpnet.book.dataset.mnist import load_mnist
+
+    def train(cls, **kw):
+        np.random.seed(1)
+        (x, t), (xt, tt) = load_mnist(flatten=cls is not SimpleConvNet)
+        net = cls(**kw)
+        trainer = Trainer(net, x[:100, ...], t[:100, ...], xt[:50, ...], tt[:50, ...], epochs=2,
+                          mini_batch_size=25, optimizer="adam", evaluate_sample_num_per_epoch=50)  # fmt: skip
+        trainer.train()
+        return capsys.readouterr().out.splitlines(), net
+
+    nets = [
+        (MultiLayerNetExtend, {"input_size": 784, "hidden_size_list": [12, 12], "output_size": 10,
+                               "use_dropout": True, "use_batchnorm": True}),
+        (SimpleConvNet, {"conv_param": {"filter_num": 3, "filter_size": 5, "pad": 0, "stride": 1},
+                         "hidden_size": 8}),
+    ]  # fmt: skip
+    for cls, kw in nets:
+        expected, _ = train(cls, **kw)
+        monkeypatch.setenv("XPNET_BACKEND", "array_api_strict")
+        monkeypatch.setenv("XPNET_DEVICE", "device1")
+        book_device._resolve.cache_clear()
+        try:
+            got, net = train(cls, **kw)
+        finally:
+            book_device._resolve.cache_clear()
+            monkeypatch.delenv("XPNET_BACKEND")
+            monkeypatch.delenv("XPNET_DEVICE")
+        assert str(net.params["W1"].device) == "array_api_strict.Device('device1')"
+        assert_lines(got, expected)

@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from ..backend import resolve_dtype, to_numpy
+from ..backend import resolve_dtype
 from ..errors import ConfigError
 from ..nn.bookformat import book_order, match_params, read_params
 from ..nn.gradcheck import numerical_gradient
@@ -140,7 +140,8 @@ class BookNetwork:
         whole = int(x.shape[0] / batch_size) * batch_size
         count = 0
         if whole:
-            count = int(self.net.count_correct(self._x(x[:whole]), self._t(t[:whole]), batch_size))
+            x, t = self._x(x)[:whole, ...], self._t(t)[:whole, ...]
+            count = int(self.net.count_correct(x, t, batch_size))
         return np.float64(count / x.shape[0])
 
     # -- the book's weights ---------------------------------------------------------------------
@@ -169,5 +170,5 @@ class BookNetwork:
                 setattr(layers[layer], attr, array)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}={tuple(to_numpy(v).shape)}" for k, v in self.params.items())
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
         return f"{type(self).__name__}({shapes})"

@@ -2,7 +2,9 @@
 optimizers (xpnet.book.common.optimizer)."""
 
 import numpy as np
+from array_api_compat import device as _device_of
 
+from xpnet.backend import namespace_of as _namespace_of
 from xpnet.book.common.optimizer import *  # noqa: F403
 from xpnet.book.common.optimizer import SGD as _SGD
 from xpnet.book.common.optimizer import AdaGrad as _AdaGrad
@@ -20,12 +22,8 @@ def _rows(a, index):
     """a[index] for host indices `index`, on any backend (a gather on the array's device)."""
     if isinstance(a, np.ndarray):
         return a[index]
-    from array_api_compat import device as device_of
-
-    from xpnet.backend import namespace_of
-
-    xp = namespace_of(a)
-    return xp.take(a, xp.asarray(index, device=device_of(a)), axis=0)
+    xp = _namespace_of(a)
+    return xp.take(a, xp.asarray(index, device=_device_of(a)), axis=0)
 
 
 class Trainer:
@@ -87,8 +85,8 @@ class Trainer:
             x_test_sample, t_test_sample = self.x_test, self.t_test
             if self.evaluate_sample_num_per_epoch is not None:
                 n = self.evaluate_sample_num_per_epoch
-                x_train_sample, t_train_sample = self.x_train[:n], self.t_train[:n]
-                x_test_sample, t_test_sample = self.x_test[:n], self.t_test[:n]
+                x_train_sample, t_train_sample = self.x_train[:n, ...], self.t_train[:n, ...]
+                x_test_sample, t_test_sample = self.x_test[:n, ...], self.t_test[:n, ...]
             train_acc = self.network.accuracy(x_train_sample, t_train_sample)
             test_acc = self.network.accuracy(x_test_sample, t_test_sample)
             self.train_acc_list.append(train_acc)
