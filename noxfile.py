@@ -39,9 +39,18 @@ def tests(session: nox.Session, backend: str) -> None:
         # cupy-cuda12x by default; XPNET_CUPY=cupy-cuda13x for a CUDA 13 driver
         session.install(os.environ.get("XPNET_CUPY", "cupy-cuda12x"))
     env = {"XPNET_TEST_BACKENDS": BACKENDS[backend]}
-    if "XPNET_MNIST_DIR" in os.environ:
-        env["XPNET_MNIST_DIR"] = os.environ["XPNET_MNIST_DIR"]
+    # XPNET_DATA_DIR: where the real-MNIST tests find it (XPNET_MNIST_DIR: its former name)
+    for var in ("XPNET_DATA_DIR", "XPNET_MNIST_DIR"):
+        if var in os.environ:
+            env[var] = os.environ[var]
     session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """The data-parallel tests with real MPI processes (mpi4py and the mpich wheel's mpiexec)."""
+    session.install("-e", ".[test,mpi]")  # with torch installed too, its cases run as well
+    session.run("pytest", "tests/test_mpi.py", *session.posargs)
 
 
 def minimum_versions() -> list[str]:
@@ -70,8 +79,42 @@ def minimum(session: nox.Session) -> None:
 
 
 @nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the book's math (xpnet/nn) with mutmut, on NumPy and without torch.
+
+    `nox -s mutation` starts afresh and prints the score per module and the survivors;
+    `nox -s mutation -- "xpnet.nn.optimizers.*"` re-tests one module's mutants (mutmut's globs),
+    keeping the other results, with the map of which tests call which function that the last
+    whole run made (after changing tests, run it whole). [tool.mutmut] in pyproject.toml says
+    what is mutated and which tests run; docs/mutation.md has the scores.
+    """
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]
+    # xpnet itself is not installed: mutmut's copy of it under mutants/ must be the one imported.
+    # array_api_strict runs the Array API code that NumPy never takes (the tests say which);
+    # mutmut 3.8 reads pytest items' _nodeid, which pytest 9.2 no longer has.
+    session.install(
+        *project["dependencies"], "array-api-strict>=2.3", "pytest>=8,<9.2", "mutmut==3.8"
+    )
+    session.run(
+        "python", "-c",
+        "import importlib.util, sys; "
+        "sys.exit('torch is installed here: the run must measure the suite without it' "
+        "if importlib.util.find_spec('torch') else 0)",
+    )  # fmt: skip
+    if not session.posargs:
+        shutil.rmtree("mutants", ignore_errors=True)
+    env = {"XPNET_TEST_BACKENDS": "numpy", "XPNET_DATA_DIR": "", "XPNET_MNIST_DIR": ""}
+    session.run("mutmut", "run", *session.posargs, env=env)
+    # the table, each survivor's changed line, and a failure under 0.95 in all or 0.90 in a module
+    report = ["mutants", "--diff", "--min-total", "0.95", "--min-module", "0.90"]
+    session.run("python", "scripts/mutation_report.py", *report)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    """ruff check, ruff format --check, and the layers contract (import-linter, pyproject.toml)."""
+    session.install("ruff>=0.6", "import-linter>=2.1")
+    session.install("--no-deps", "-e", ".")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")

@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """Benchmark: the slides' experiment on every available runner, one invocation, the same data.
 
-Runners: the slides' NumPy code as written; xpnet on NumPy, torch (CPU, CUDA) and CuPy; and a
-plain PyTorch reference (torch.nn + torch.optim, eager) on each torch device. Each runner trains
-the same network from the same initial weights (the slides' code draws its own) with the same
-minibatch order, evaluating train and test accuracy on the full sets before the first update,
-once per epoch as the slides do ("slides" configuration) and at the end (only these two for
-"large"). The table gives µs per iteration
-(evaluations included), samples per second, final test accuracy and the time as a ratio to the
-PyTorch reference on the same device and to the slides' code.
+Runners: the slides' NumPy code as written; xpnet on NumPy, torch (CPU, CUDA) and CuPy; and
+PyTorch twice on each torch device: written for speed ("torch lean", torch_lean.py: functional ops,
+autograd.grad, multi-tensor SGD / fused Adam) and as tutorials write it ("torch nn+optim"). Each
+runner trains the same network from the same initial weights (the slides' code draws its own) with
+the same minibatch order, evaluating train and test accuracy on the full sets before the first
+update, once per epoch as the slides do ("slides" configuration) and at the end ("large"; the
+CNN configurations time the steps alone). The CNN configurations add the book reader's loop on
+xpnet ("xpnet reader's loop": ``net.gradient`` then ``optimizer.update`` after
+``xpnet.fast.install(net, optimizer)``); "deep-cnn" (the book's DeepConvNet, run only when asked for)
+has no book code here. The table gives µs per iteration (evaluations included), samples per second,
+final test accuracy and the time as a ratio to the fastest PyTorch runner on the same device
+(PyTorch at its best) and to the slides' code.
 
     python scripts/bench.py                 # both configurations, full length
     python scripts/bench.py --quick         # a few seconds (CI)
@@ -40,7 +44,7 @@ try:  # importing NumPy & co. takes a moment: Ctrl-C then is no error either
     import xpnet
     from xpnet.apps.common import positive_int, seed_int
     from xpnet.backend import gpu_available, resolve, synchronize
-    from xpnet.data.datasets import Dataset, DataUnavailable, load_dataset
+    from xpnet.data import Dataset, DataUnavailable, load_dataset
     from xpnet.errors import ConfigError, XpnetError
     from xpnet.fileio import atomic_write_text, check_writable
     from xpnet.nn.mlp import MultiLayerNet
@@ -68,8 +72,11 @@ CONFIGS = {
     "simple-cnn": Config(
         "simple-cnn", [100], 100, 0.001, {"cpu": 200, "cuda": 2_000}, False, "simple-cnn"
     ),
+    # not run unless asked for (--configs deep-cnn): the book's DeepConvNet, steps timed
+    "deep-cnn": Config("deep-cnn", [50], 100, 0.001, {"cpu": 20, "cuda": 500}, False, "deep-cnn"),
 }
-QUICK_ITERS = {"slides": 120, "large": 2, "simple-cnn": 5}
+DEFAULT_CONFIGS = ["slides", "large", "simple-cnn"]
+QUICK_ITERS = {"slides": 120, "large": 2, "simple-cnn": 5, "deep-cnn": 2}
 
 
 def synthetic_mnist(n_train=60_000, n_test=10_000, seed=0) -> Dataset:
@@ -110,8 +117,80 @@ def run_xpnet(data, cfg: Config, iters: int, seed: int, device: str, backend: st
     return {"seconds": time.perf_counter() - start, "test_acc": record["test_acc"]}
 
 
-def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
-    """Plain PyTorch: torch.nn.Sequential, F.cross_entropy, torch.optim.SGD, eager, same data order."""
+def _schedule(cfg: Config, iters: int, steps: int, log_line):
+    """The Trainer's log lines as a callback after each step: one before the first update (the
+    caller's), every epoch (or only at the end), and the final one (the caller's)."""
+    log_every = steps if cfg.eval_each_epoch else iters
+
+    def after_step(i, loss):
+        log_line(loss)
+        if (i + 1) % log_every == 0 and i + 1 < iters:
+            log_line(None)
+
+    return after_step
+
+
+def run_torch_lean(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
+    """PyTorch written for speed (torch_lean.py): raw tensors, functional ops, autograd.grad,
+    multi-tensor SGD or fused Adam; xpnet's initial weights and minibatches."""
+    import functools
+
+    import torch
+    import torch_lean as tl
+
+    dev = torch.device(device)
+    evaluate = None
+    if cfg.model == "mlp":
+        init = MultiLayerNet(data.x_train.shape[1], cfg.hidden, 10, weight_init=0.01, seed=seed)
+        forward, shape = tl.mlp_forward, (-1, data.x_train.shape[1])
+    else:
+        init = bench_cnn.network(cfg, data.image_shape, seed)
+        forward, shape = tl.cnn_forward, (-1, *data.image_shape)
+        if cfg.model == "deep-cnn":
+            forward = tl.deep_cnn_forward
+            evaluate = functools.partial(tl.deep_cnn_forward, train=False)
+    evaluate = evaluate or forward
+    keys = [k for i in range(1, len(init.params) // 2 + 1) for k in (f"W{i}", f"b{i}")]
+    params = tl.tensors([np.asarray(init.params[k]) for k in keys], dev)
+    opt = tl.SGD(params, cfg.lr) if cfg.model == "mlp" else tl.Adam(params, cfg.lr)
+    x = torch.from_numpy(data.x_train.reshape(shape)).to(dev)
+    t = torch.from_numpy(data.t_train.astype(np.int64)).to(dev)
+    xt = torch.from_numpy(data.x_test.reshape(shape)).to(dev)
+    tt = torch.from_numpy(data.t_test.astype(np.int64)).to(dev)
+    losses = []
+
+    def log_line(loss):  # the Trainer's: the losses read once, two accuracies
+        if loss is not None:
+            losses.append(loss.detach())
+            return None
+        if losses:
+            float(torch.stack(losses).mean())
+            losses.clear()
+        chunk = 10_000 if cfg.model == "mlp" else 1000
+        return (tl.count_correct(evaluate, params, x, t, chunk) / len(x),
+                tl.count_correct(evaluate, params, xt, tt, chunk) / len(xt))  # fmt: skip
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    if cfg.model == "mlp":
+        log_line(None)
+        after = _schedule(cfg, iters, x.shape[0] // cfg.batch_size, log_line)
+        tl.train(forward, params, opt, x, t, seed, iters, cfg.batch_size, after)
+        _, test_acc = log_line(None)
+        return {"seconds": time.perf_counter() - start, "test_acc": test_acc}
+    tl.train(forward, params, opt, x, t, seed, iters, cfg.batch_size)  # the CNN: steps timed alone
+    sync()
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "test_acc": tl.count_correct(evaluate, params, xt, tt, 1000) / len(xt),
+    }
+
+
+def run_torch_nn(data, cfg: Config, iters: int, seed: int, device: str) -> dict:
+    """PyTorch as tutorials write it: torch.nn.Sequential, F.cross_entropy, torch.optim.SGD,
+    .backward(), eager, same data order (the reference before torch_lean; kept to show the gap)."""
     if cfg.model != "mlp":
         return bench_cnn.run_torch(data, cfg, iters, seed, device)
     import torch
@@ -131,7 +210,6 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
     t_train = torch.from_numpy(data.t_train.astype(np.int64)).to(dev)
     x_test = torch.from_numpy(data.x_test).to(dev)
     t_test = torch.from_numpy(data.t_test.astype(np.int64)).to(dev)
-    steps = x_train.shape[0] // cfg.batch_size
     losses = []
 
     @torch.no_grad()
@@ -142,25 +220,22 @@ def run_torch_reference(data, cfg: Config, iters: int, seed: int, device: str) -
         )
         return int(correct) / len(x)
 
-    def log_line():  # what xpnet's Trainer does at each log line: one loss read, two accuracies
+    def log_line(loss):
+        if loss is not None:
+            losses.append(loss.detach())
+            return None
         if losses:
             float(torch.stack(losses).mean())
             losses.clear()
         return accuracy(x_train, t_train), accuracy(x_test, t_test)
 
-    def after_step(i, loss):
-        losses.append(loss.detach())
-        if (i + 1) % log_every == 0 and i + 1 < iters:
-            log_line()
-
-    # the Trainer's schedule: a log line before the first update, every epoch (or never), at the end
-    log_every = steps if cfg.eval_each_epoch else iters
     if dev.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    log_line()
-    bench_cnn.torch_train(model, opt, x_train, t_train, seed, iters, cfg.batch_size, after_step)
-    _, test_acc = log_line()
+    log_line(None)
+    after = _schedule(cfg, iters, x_train.shape[0] // cfg.batch_size, log_line)
+    bench_cnn.torch_train(model, opt, x_train, t_train, seed, iters, cfg.batch_size, after)
+    _, test_acc = log_line(None)
     return {"seconds": time.perf_counter() - start, "test_acc": test_acc}
 
 
@@ -190,11 +265,15 @@ def run_slides(data, cfg: Config, iters: int, seed: int) -> dict:
 RUNNERS = {
     "slides": ("slides' NumPy code", "cpu", run_slides),
     "xpnet-numpy": ("xpnet numpy", "cpu", lambda *a: run_xpnet(*a, "cpu", "numpy")),
+    # the CNN configurations only: net.gradient + optimizer.update after xpnet.fast.install
+    "xpnet-reader": ("xpnet reader's loop", "cpu", bench_cnn.run_reader),
     "xpnet-torch-cpu": ("xpnet torch", "cpu", lambda *a: run_xpnet(*a, "cpu", "torch")),
-    "torch-cpu": ("torch reference", "cpu", lambda *a: run_torch_reference(*a, "cpu")),
+    "torch-cpu": ("torch lean", "cpu", lambda *a: run_torch_lean(*a, "cpu")),
+    "torch-nn-cpu": ("torch nn+optim", "cpu", lambda *a: run_torch_nn(*a, "cpu")),
     "xpnet-cupy": ("xpnet cupy", "cuda", lambda *a: run_xpnet(*a, "cuda", "cupy")),
     "xpnet-torch-cuda": ("xpnet torch", "cuda", lambda *a: run_xpnet(*a, "cuda", "torch")),
-    "torch-cuda": ("torch reference", "cuda", lambda *a: run_torch_reference(*a, "cuda")),
+    "torch-cuda": ("torch lean", "cuda", lambda *a: run_torch_lean(*a, "cuda")),
+    "torch-nn-cuda": ("torch nn+optim", "cuda", lambda *a: run_torch_nn(*a, "cuda")),
 }
 
 
@@ -202,13 +281,13 @@ def available_runners(include_slides: bool = True) -> list[str]:
     """The ids of the runners this machine can run."""
     have_torch = _importable("torch")
     ids = ["slides"] if include_slides else []
-    ids.append("xpnet-numpy")
+    ids += ["xpnet-numpy", "xpnet-reader"]
     if have_torch:
-        ids += ["xpnet-torch-cpu", "torch-cpu"]
+        ids += ["xpnet-torch-cpu", "torch-cpu", "torch-nn-cpu"]
     if gpu_available("cupy"):
         ids.append("xpnet-cupy")
     if have_torch and gpu_available("torch"):
-        ids += ["xpnet-torch-cuda", "torch-cuda"]
+        ids += ["xpnet-torch-cuda", "torch-cuda", "torch-nn-cuda"]
     return ids
 
 
@@ -221,10 +300,14 @@ def _importable(name: str) -> bool:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def worker(runner: str, cfg: Config, iters: int, seed: int, data) -> dict:
+def worker(runner: str, cfg: Config, iters: int, seed: int, data, torch_threads=None) -> dict:
     """One timed run (after an untimed warm-up on the GPU, where kernels compile on first use)."""
     _, kind, fn = RUNNERS[runner]
     result = {}
+    if torch_threads and "torch" in runner:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     if kind == "cuda":
         result["cold_seconds"] = fn(data, cfg, min(iters, 20), seed)["seconds"]
     result.update(fn(data, cfg, iters, seed))
@@ -240,6 +323,7 @@ def run_isolated(runner: str, cfg: Config, iters: int, args) -> dict:
     """
     command = [sys.executable, __file__, "--worker", runner, "--configs", cfg.name, "--iters", str(iters),
                "--seed", str(args.seed)] + (["--quick"] if args.quick else []) + (
+               ["--torch-threads", str(args.torch_threads)] if args.torch_threads else []) + (
                ["--data-dir", args.data_dir] if args.data_dir else [])  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -271,8 +355,12 @@ def check_runners(runners: list[str]) -> None:
 def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -> list[dict]:
     """Every runner `args.repeat` times, interleaved (so a slow spell of the machine hits all)."""
     # the slides' code has one hidden layer: it runs the slides' configuration (and its CNN
-    # counterpart, the book's code, the CNN configurations)
+    # counterpart, the book's code, SimpleConvNet's); the reader's loop is a CNN runner, and
+    # deep-cnn has no book code or nn+optim runner here
     runners = [r for r in runners if r != "slides" or cfg.name == "slides" or cfg.model != "mlp"]
+    runners = [r for r in runners if r != "xpnet-reader" or cfg.model != "mlp"]
+    if cfg.model == "deep-cnn":
+        runners = [r for r in runners if r != "slides" and not r.startswith("torch-nn")]
     runs: dict[str, list[dict]] = {r: [] for r in runners}
     for _ in range(args.repeat):
         for runner in runners:
@@ -300,8 +388,13 @@ def measure(cfg: Config, iters_by_device: dict, runners: list[str], args, log) -
             f"  {cfg.name:6s} {label:20s} {kind:4s} {seconds:8.2f} s ({spread})  test acc {row['test_acc']:.4f}"
         )
     for row in rows:
-        ref = [r for r in rows if r["runner"] == "torch reference" and r["device"] == row["device"]]
-        row["vs_torch"] = row["seconds"] / ref[0]["seconds"] if ref else None
+        # against the fastest PyTorch runner on the same device: PyTorch at its best
+        ref = [
+            r["seconds"]
+            for r in rows
+            if r["runner"].startswith("torch") and r["device"] == row["device"]
+        ]
+        row["vs_torch"] = row["seconds"] / min(ref) if ref else None
         slides = [r for r in rows if r["runner"] in ("slides' NumPy code", "book's NumPy code")]
         row["vs_slides"] = row["seconds"] / slides[0]["seconds"] if slides else None
     return rows
@@ -312,9 +405,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
         return "–" if v is None else f"{v:.2f}×"
 
     lines = [
-        f"Device: {meta['device']}; {meta['data']}; seed {meta['seed']}; median of {meta['repeat']}.",
+        f"Device: {meta['device']}; {meta['data']}; seed {meta['seed']}; median of {meta['repeat']}; "
+        f"load average {meta['load']:.2f} at the start; torch threads "
+        f"{meta['torch_threads'] or 'default'}.",
         "",
-        "| config | runner | device | iterations | µs / iter | samples / s | test acc | vs torch ref | vs slides' code |",
+        "| config | runner | device | iterations | µs / iter | samples / s | test acc | vs fastest torch | vs slides' code |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -345,9 +440,11 @@ def describe_machine() -> str:
 
 
 def load_data(data_dir, quick: bool):
-    """MNIST (from --data-dir, $XPNET_MNIST_DIR, $XPNET_DATA_DIR or the cache), else synthetic."""
+    """MNIST (from --data-dir, $XPNET_DATA_DIR or the cache), else synthetic."""
     named = data_dir
-    data_dir = data_dir or os.environ.get("XPNET_MNIST_DIR")
+    if not data_dir and not os.environ.get("XPNET_DATA_DIR"):
+        # XPNET_MNIST_DIR: the tests' former name for XPNET_DATA_DIR, still honoured here
+        data_dir = os.environ.get("XPNET_MNIST_DIR")
     n_train, n_test = (6000, 2000) if quick else (60_000, 10_000)
     try:
         data = load_dataset("mnist", data_dir, download=False, progress=False)
@@ -371,7 +468,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="a few hundred iterations on a subset (for CI)"
     )
-    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=DEFAULT_CONFIGS,
+                   help=f"default: {' '.join(DEFAULT_CONFIGS)} (deep-cnn when asked for)")  # fmt: skip
     p.add_argument(
         "--iters",
         type=positive_int,
@@ -388,7 +486,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the MNIST files (else $XPNET_MNIST_DIR, the cache)",
+        help="folder with the MNIST files (else $XPNET_DATA_DIR, the cache)",
     )
     p.add_argument(
         "--no-slides", action="store_true", help="skip the slides' code (the slowest runner)"
@@ -396,6 +494,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--runners", nargs="+", choices=tuple(RUNNERS), default=None, help="only these runners"
     )
+    p.add_argument("--torch-threads", type=positive_int, default=None, metavar="N",
+                   help="torch.set_num_threads(N) in every PyTorch runner (xpnet's torch backend "
+                   "too); default: PyTorch's own (one per core)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--worker", choices=tuple(RUNNERS), default=None, help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -427,7 +528,7 @@ def _main(args) -> int:
     if args.worker:  # one run, in this process: print its result as a JSON line
         cfg = CONFIGS[args.configs[0]]
         data, _ = load_data(args.data_dir, args.quick)
-        print(json.dumps(worker(args.worker, cfg, args.iters, args.seed, data)))
+        print(json.dumps(worker(args.worker, cfg, args.iters, args.seed, data, args.torch_threads)))
         return 0
 
     if args.json:
@@ -439,8 +540,9 @@ def _main(args) -> int:
     load_seconds = time.perf_counter() - t_load
     del data
     meta = {"device": describe_machine(), "data": source, "seed": args.seed, "repeat": args.repeat,
-            "load_seconds": load_seconds, "xpnet": xpnet.__version__, "numpy": np.__version__}  # fmt: skip
-    say(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s)")
+            "load_seconds": load_seconds, "xpnet": xpnet.__version__, "numpy": np.__version__,
+            "torch_threads": args.torch_threads, "load": os.getloadavg()[0]}  # fmt: skip
+    say(f"{meta['device']}; {source} (loaded in {load_seconds:.2f} s); load {meta['load']:.2f}")
 
     runners = args.runners or available_runners(include_slides=not args.no_slides)
     rows = []

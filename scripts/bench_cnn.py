@@ -1,9 +1,12 @@
-"""SimpleConvNet runners for bench.py: the book's code as written, xpnet, and a PyTorch reference.
+"""CNN runners for bench.py: the book's code as written, xpnet (its Trainer, and the book reader's
+loop on xpnet's fast path), and a PyTorch reference.
 
 Each trains the book's SimpleConvNet (conv 30@5×5 - ReLU - pool 2×2 - Affine 100 - ReLU - Affine
-10) with Adam (lr 0.001), batch 100, on the same minibatches (xpnet's epoch order: a permutation
-drawn from (seed, epoch)), xpnet and PyTorch from the same initial weights. Only the steps are
-timed (gather, forward, backward, update); the test accuracy is measured afterwards.
+10), or its DeepConvNet (the "deep-cnn" configuration: xpnet and PyTorch only, the book's code
+for it is not here), with Adam (lr 0.001), batch 100, on the same minibatches (xpnet's epoch
+order: a permutation drawn from (seed, epoch)), xpnet and PyTorch from the same initial weights.
+Only the steps are timed (gather, forward, backward, update); the test accuracy is measured
+afterwards.
 """
 
 from __future__ import annotations
@@ -19,9 +22,18 @@ from xpnet.training import TrainConfig, Trainer, epoch_order
 
 def _config(cfg, iters: int, seed: int) -> TrainConfig:
     return TrainConfig(
-        model="simple-cnn", batch_size=cfg.batch_size, lr=cfg.lr, iters=iters, seed=seed,
+        model=cfg.model, batch_size=cfg.batch_size, lr=cfg.lr, iters=iters, seed=seed,
         log_every=iters,
     )  # fmt: skip
+
+
+def network(cfg, image_shape, seed: int):
+    """The configuration's network with the Trainer's initial weights (its model defaults)."""
+    from xpnet.nn.convnet import DeepConvNet, SimpleConvNet
+
+    if cfg.model == "simple-cnn":
+        return SimpleConvNet(image_shape, seed=seed)
+    return DeepConvNet(image_shape, seed=seed)
 
 
 def _batches(n: int, batch: int, seed: int, iters: int):
@@ -46,6 +58,26 @@ def run_xpnet(data, cfg, iters: int, seed: int, device: str, backend: str) -> di
     d = trainer.data
     hits = count_correct(lambda xb: net.predict(xb), d.x_test, d.t_test, net.eval_batch_size)
     return {"seconds": seconds, "test_acc": int(hits) / d.x_test.shape[0]}
+
+
+def run_reader(data, cfg, iters: int, seed: int) -> dict:
+    """The book reader's loop on xpnet (NumPy): ``grads = net.gradient(x, t)`` then
+    ``optimizer.update(net.params, grads)``, after ``xpnet.fast.install(net, optimizer)``; host
+    minibatches gathered by indexing, as the book's code does."""
+    import xpnet.fast
+    from xpnet.nn.optimizers import Adam
+
+    shape = (-1, *data.image_shape)
+    x, t = data.x_train.reshape(shape), data.t_train
+    net, opt = network(cfg, data.image_shape, seed), Adam(lr=cfg.lr)
+    if xpnet.fast.install(net, opt) is None:
+        raise RuntimeError("no fast step for this network (XPNET_FUSED=0?)")
+    start = time.perf_counter()
+    for idx in _batches(len(x), cfg.batch_size, seed, iters):
+        grads = net.gradient(x[idx], t[idx])
+        opt.update(net.params, grads)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "test_acc": net.accuracy(data.x_test.reshape(shape), data.t_test)}
 
 
 def run_book(data, cfg, iters: int, seed: int) -> dict:

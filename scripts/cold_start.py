@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     import xpnet
     from xpnet.backend import synchronize
-    from xpnet.fast import FusedStep
+    from xpnet.fast import optimizer_kernel, plan
 
     mark("import xpnet")
     be = xpnet.resolve(args.device, args.backend)
@@ -39,9 +39,10 @@ def main(argv=None) -> int:
     synchronize(x)
     mark(f"resolve {be}, first arrays")
     net = xpnet.TwoLayerNet(784, 50, 10, device=be)
-    step = FusedStep.plan(net)
+    step = plan(net)
     mark("network, step kernels for relu (compile + self-check)")
     opt = xpnet.SGD(lr=0.1)
+    opt.kernels = optimizer_kernel  # as the Trainer hands them
     (step or net).forward_backward(x, t)
     opt.update(net.params, net.grads)
     synchronize(x)

@@ -6,4 +6,4 @@ import sys
 from _launch import launch
 
 if __name__ == "__main__":
-    sys.exit(launch("xpnet.experiments.compare"))
+    sys.exit(launch("xpnet.apps.compare"))

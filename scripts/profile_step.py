@@ -4,7 +4,8 @@
 For each configuration (slides, large, simple-cnn) it builds the Trainer's network, optimizer and
 a batch, then times, each on its own: the whole step (gather, forward + backward, update), the
 gather, the fused forward + backward where the backend has one, the layers' forward + backward,
-each layer's forward and backward, the optimizer's update, and every fused-kernel call that one
+each layer's forward and backward, each stage of a convolutional network's fused step (ConvStep)
+inside whole fused passes, the optimizer's update, and every fused-kernel call that one
 step makes (recorded from a real step, replayed on copies of its arguments).
 
 Two times per part, in µs: **host** is how long Python takes to issue it (on a GPU: the launch
@@ -143,6 +144,40 @@ def time_in_step(net, x, t, repeat: int, warmup: int) -> dict[str, float]:
     return {key: 1e6 * statistics.median(v[warmup:]) for key, v in times.items()}
 
 
+def time_stages(step, x, t, repeat: int, warmup: int) -> dict[str, float]:
+    """Median µs of each stage's forward and backward of a ConvStep inside whole fused passes
+    (the loss stage's forward and backward together)."""
+    times: dict[str, list] = {}
+    stages = [
+        (f"stage {i + 1} {type(s).__name__.strip('_')}", s) for i, s in enumerate(step.stages)
+    ]
+    stages.append((f"stage {len(stages) + 1} loss", step.loss))
+    for label, stage in stages:
+        for method in ("forward", "backward", "forward_backward"):
+            if not hasattr(stage, method):
+                continue
+            run = getattr(stage, method)
+            samples = times.setdefault(f"{label}.{method}", [])
+
+            def timed(*args, _run=run, _samples=samples, **kwargs):
+                synchronize(x)
+                start = time.perf_counter()
+                out = _run(*args, **kwargs)
+                synchronize(x)
+                _samples.append(time.perf_counter() - start)
+                return out
+
+            setattr(stage, method, timed)
+    try:
+        for _ in range(warmup + repeat):
+            step.forward_backward(x, t)
+    finally:
+        for _, stage in stages:
+            for method in ("forward", "backward", "forward_backward"):
+                stage.__dict__.pop(method, None)
+    return {key: 1e6 * statistics.median(v[warmup:]) for key, v in times.items()}
+
+
 def profile(config_name: str, device: str, backend: str | None, repeat: int, warmup: int):
     """Rows {part, calls, host_us, device_us} for one step of `config_name`."""
     cfg = CONFIGS[config_name]
@@ -216,25 +251,31 @@ def _profile(trainer, cfg, be, repeat: int, warmup: int) -> list[dict]:
     add(f"{type(net.last_layer).__name__} forward + backward",
         lambda: (net.last_layer.forward(h, t), net.last_layer.backward(1.0)))  # fmt: skip
 
+    if hasattr(fused, "stages"):  # a ConvStep: each stage's time inside whole fused passes
+        for name, us in time_stages(fused, x, t, repeat, warmup).items():
+            rows.append({"part": name, "calls": 1, "host_us": us, "device_us": us,
+                         "in_step_us": us})  # fmt: skip
+
     # every fused-kernel call of one step, replayed alone
-    kernels = fused.kernels if fused is not None else None
+    holders = [h for h in [fused, *getattr(fused, "stages", ())] if hasattr(h, "kernels")]
+    kernels = holders[0].kernels if holders else None
     if kernels is None and opt.kernels is not None:
         from xpnet.fast import kernels_for
 
         kernels = kernels_for(xp, be.device)
     if kernels is not None:
         recorder = Recorder(kernels)
-        saved = (fused.kernels if fused is not None else None, opt.kernels)
-        if fused is not None:
-            fused.kernels = recorder
+        saved = ([h.kernels for h in holders], opt.kernels)
+        for h in holders:
+            h.kernels = recorder
         from xpnet.fast import fixed_kernels
 
         opt.kernels = fixed_kernels(recorder)
         try:
             step()
         finally:
-            if fused is not None:
-                fused.kernels = saved[0]
+            for h, k in zip(holders, saved[0], strict=True):
+                h.kernels = k
             opt.kernels = saved[1]
         for label, n, name, copies in _replay(recorder.calls):
             fn = getattr(kernels, name)

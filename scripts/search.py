@@ -6,4 +6,4 @@ import sys
 from _launch import launch
 
 if __name__ == "__main__":
-    sys.exit(launch("xpnet.experiments.search"))
+    sys.exit(launch("xpnet.apps.search"))

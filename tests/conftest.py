@@ -75,16 +75,16 @@ def assert_on(result, backend: Backend, dtype=None, shape=None) -> None:
 
 
 def mnist_dir() -> Path | None:
-    """The folder named by XPNET_MNIST_DIR, when it holds the four MNIST files."""
-    value = os.environ.get("XPNET_MNIST_DIR")
+    """The data folder XPNET_DATA_DIR names, when it holds the four MNIST files where the loader
+    looks for them (directly in it or in its mnist/ subfolder, each maybe gzipped).
+
+    XPNET_MNIST_DIR, the tests' former name for it, is still read when XPNET_DATA_DIR is not set
+    (without a DeprecationWarning: the suite turns warnings into errors).
+    """
+    from xpnet.data.files import locate
+
+    value = os.environ.get("XPNET_DATA_DIR") or os.environ.get("XPNET_MNIST_DIR")
     if not value:
         return None
-    path = Path(value)
-    names = [
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ]
-    ok = all((path / n).exists() or (path / f"{n}.gz").exists() for n in names)
-    return path if ok else None
+    path = Path(value).expanduser()
+    return path if all(locate("mnist", path)) else None

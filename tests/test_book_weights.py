@@ -2,7 +2,7 @@
 xpnet.book's networks and xpnet's own, and the book's three trained pickles on the real MNIST.
 
 The book's pickles are looked up in $XPNET_BOOK_WEIGHTS, else in ../shared/book-weights beside the
-repository; MNIST in $XPNET_MNIST_DIR. Tests that need them skip without them (the files are data
+repository; MNIST in $XPNET_DATA_DIR. Tests that need them skip without them (the files are data
 for tests, not part of the repository).
 """
 
@@ -27,11 +27,17 @@ from xpnet.nn.convnet import DeepConvNet, SimpleConvNet
 
 
 def weights_dir() -> Path | None:
-    """The folder of the book's three pickles, when it holds them."""
-    value = os.environ.get("XPNET_BOOK_WEIGHTS")
-    path = Path(value) if value else Path(__file__).resolve().parents[2] / "shared/book-weights"
+    """The folder of the book's three pickles, when it holds them: $XPNET_BOOK_WEIGHTS, else the
+    nearest shared/book-weights above the repository (../shared/book-weights for a checkout beside
+    it, ../../shared/book-weights for a worktree one folder deeper)."""
     names = ("sample_weight.pkl", "params.pkl", "deep_convnet_params.pkl")
-    return path if all((path / n).is_file() for n in names) else None
+    value = os.environ.get("XPNET_BOOK_WEIGHTS")
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path(value)] if value else [p / "shared/book-weights" for p in repo.parents]
+    for path in candidates:
+        if all((path / n).is_file() for n in names):
+            return path
+    return None
 
 
 @pytest.fixture
@@ -197,7 +203,7 @@ def test_weights_of_another_network_are_refused_in_one_line(tmp_path):
 
 needs_weights = pytest.mark.skipif(
     weights_dir() is None or mnist_dir() is None,
-    reason="set XPNET_BOOK_WEIGHTS to the book's three pickles and XPNET_MNIST_DIR to MNIST",
+    reason="set XPNET_BOOK_WEIGHTS to the book's three pickles and XPNET_DATA_DIR to MNIST",
 )
 
 

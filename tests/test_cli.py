@@ -232,7 +232,7 @@ def test_signal_writes_checkpoint_and_resume_is_bit_identical(sig, tmp_path):
 def _digits_as_auto(monkeypatch):
     """`--dataset auto` as it behaves offline with no MNIST: the digits, named "digits"."""
     from xpnet.apps import train as cli
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     def fallback(config, progress):
         assert config.dataset == "auto"
@@ -452,7 +452,17 @@ def test_ctrl_c_at_startup_shows_no_traceback(tmp_path):
         [sys.executable, str(SCRIPT), *TINY], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(0.15)  # while Python imports NumPy and xpnet
+    # while Python imports NumPy and xpnet: once NumPy's library is mapped (a fixed sleep, on a
+    # loaded machine, could land in the interpreter's own start-up, before any Python code runs)
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if "numpy" in maps.read_text():
+                break
+        except OSError:  # no /proc here: fall back to a pause
+            time.sleep(0.15)
+            break
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     # 130 from our handler; -SIGINT only if it landed before Python's own handler was installed

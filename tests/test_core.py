@@ -10,9 +10,9 @@ from conftest import HAS_TORCH, assert_on
 import xpnet
 from xpnet import TwoLayerNet
 from xpnet.backend import gpu_available, to_numpy
-from xpnet.data.datasets import Dataset
+from xpnet.data import Dataset
 from xpnet.errors import ConfigError, LabelError, ShapeError
-from xpnet.fast import FusedStep
+from xpnet.fast import plan
 from xpnet.training.trainer import TrainConfig, Trainer
 
 
@@ -38,7 +38,7 @@ def test_a_backward_pass_by_hand_never_detaches_the_gradients(path, backend, rng
     x, t = batch(backend, rng)
     manual_backward(net, x, t)
     x2, t2 = batch(backend, rng)
-    step = FusedStep.plan(net) if path == "fused" else None
+    step = plan(net) if path == "fused" else None
     if path == "fused" and step is None:
         pytest.skip("no fused kernels on this backend")
     (step.forward_backward if step else net.forward_backward)(x2, t2)
@@ -83,7 +83,7 @@ def test_the_same_run_through_fused_kernels_and_through_the_layers(optimizer, ba
             dtype="float64", seed=3, fused=fused,
         )  # fmt: skip
         trainer = Trainer(config, data, verbose=False, progress=False, backend=backend)
-        has_kernels = FusedStep.plan(trainer.net) is not None
+        has_kernels = plan(trainer.net) is not None
         assert (trainer.fused is not None) == (fused and has_kernels)
         if not has_kernels:
             pytest.skip(f"{backend.name} has no fused kernels: both runs would be the layers'")
@@ -212,7 +212,7 @@ SYNC_CHECK = """
 import sys
 import numpy as np
 import torch
-from xpnet.data.datasets import Dataset
+from xpnet.data import Dataset
 from xpnet.training.trainer import TrainConfig, Trainer
 
 optimizer, device = sys.argv[1:]

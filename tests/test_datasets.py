@@ -28,14 +28,16 @@ from conftest import assert_on, mnist_dir
 
 import xpnet
 from xpnet.backend import to_numpy
-from xpnet.data import datasets
-from xpnet.data.datasets import (
+from xpnet.data import (
     CIFAR10_CLASSES,
     BatchesDataset,
     BinaryBatches,
     Dataset,
+    DataUnavailable,
     IdxDataset,
     IdxFile,
+    catalogue,
+    fetch,
     load_dataset,
     load_mnist,
     read_idx,
@@ -85,7 +87,7 @@ def isolated(tmp_path, monkeypatch):
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(datasets, "TIMEOUT", 5.0)
+    monkeypatch.setattr(fetch, "TIMEOUT", 5.0)
     return tmp_path / "cache" / "xpnet"
 
 
@@ -157,9 +159,9 @@ def make_tiny(seed: int = 0, labels_max: int = 10) -> SimpleNamespace:
 def tiny(server, monkeypatch):
     """The tiny dataset installed as "mnist", served by two mirrors /a/ and /b/."""
     data = make_tiny()
-    monkeypatch.setitem(datasets.RESOURCES, "mnist", data.spec)
+    monkeypatch.setitem(catalogue.RESOURCES, "mnist", data.spec)
     data.mirrors = (f"{server.url}/a/", f"{server.url}/b/")
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", data.mirrors)
+    monkeypatch.setitem(fetch.MIRRORS, "mnist", data.mirrors)
     for prefix in ("/a/", "/b/"):
         for name in NAMES:
             server.routes[f"{prefix}{name}.gz"] = ("ok", data.gz[name])
@@ -429,24 +431,35 @@ def test_a_bad_file_in_a_user_folder_is_never_touched(
         with pytest.raises(DataError) as info:
             load_dataset(dataset, data_dir)
         message = str(info.value)
-        assert message.startswith(str(bad)) and "delete it to re-download it" in message
-        assert ("--data-dir" if named_by == "argument" else "XPNET_DATA_DIR") in message
+        assert message.startswith(str(bad)) and "replace it with a genuine copy" in message
+        how = "leave --data-dir out" if named_by == "argument" else "unset XPNET_DATA_DIR"
+        assert f"{how} to download MNIST into the cache" in message and "\n" not in message
     assert snapshot(folder) == before
     assert tiny.server.requests == []
 
 
-def test_a_user_folder_gets_only_the_missing_files_in_its_subfolder(tiny, tmp_path):
+@pytest.mark.parametrize("named_by", ["argument", "env"])
+def test_a_user_folder_lacking_files_is_an_error_and_gets_nothing(
+    tiny, tmp_path, isolated, monkeypatch, named_by
+):
     folder = tmp_path / "mydata"
     folder.mkdir()
     (folder / NAMES[0]).write_bytes(tiny.raw[NAMES[0]])  # uncompressed is accepted too
     (folder / f"{NAMES[1]}.gz").write_bytes(tiny.gz[NAMES[1]])
     before = snapshot(folder)
-    d = load_dataset("mnist", folder)
-    assert_is_tiny(d, tiny)
-    after = snapshot(folder)
-    assert {k: v for k, v in after.items() if k in before} == before
-    assert sorted(set(after) - set(before)) == [f"mnist/{NAMES[2]}.gz", f"mnist/{NAMES[3]}.gz"]
-    assert d.source.startswith(f"{folder} (2 files) + downloaded from {tiny.mirrors[0]}")
+    if named_by == "env":
+        monkeypatch.setenv("XPNET_DATA_DIR", str(folder))
+    for dataset in ("mnist", "auto"):
+        with pytest.raises(DataError) as info:
+            load_dataset(dataset, folder if named_by == "argument" else None)
+        message = str(info.value)
+        how = "--data-dir" if named_by == "argument" else "XPNET_DATA_DIR"
+        assert message.startswith(
+            f"{how} {folder} lacks MNIST's {NAMES[2]}[.gz] and {NAMES[3]}[.gz]; put them in "
+            f"{folder / 'mnist'} or {folder}, or "
+        )
+        assert f"to download MNIST into the cache {isolated}" in message and "\n" not in message
+    assert snapshot(folder) == before and tiny.server.requests == []
 
 
 def test_files_in_the_dataset_subfolder_are_found(tiny, tmp_path):
@@ -465,16 +478,15 @@ def test_a_folder_of_other_files_is_a_clear_error(tiny, tmp_path, closed_port_ur
     folder.mkdir()
     for name in ("notes.txt", "train.csv"):
         (folder / name).write_text("x")
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", folder, download=False)
-    message = str(info.value)
-    assert f"{NAMES[0]}[.gz]" in message and "downloading is off" in message
-    assert f"{folder} holds notes.txt, train.csv" in message
-
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", folder)
-    assert f"{folder} holds notes.txt, train.csv but none of the MNIST files" in str(info.value)
+    for download in (False, True):  # a named folder is never downloaded into either way
+        with pytest.raises(DataError) as info:
+            load_dataset("mnist", folder, download=download)
+        message = str(info.value)
+        assert message.startswith(
+            f"--data-dir {folder} holds no dataset: {folder} holds notes.txt, train.csv but none "
+            f"of the MNIST files; it should hold MNIST's {NAMES[0]}"
+        )
+        assert not isinstance(info.value, DataUnavailable)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "train.csv"]
 
 
@@ -491,7 +503,7 @@ def test_an_idx_file_of_the_wrong_shape_is_rejected(tiny, tmp_path):
 
 def test_the_other_datasets_files_in_its_own_subfolder_are_named(tiny, tmp_path, monkeypatch):
     other = make_tiny(seed=1)
-    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
+    monkeypatch.setitem(catalogue.RESOURCES, "fashion-mnist", other.spec)
     sub = tmp_path / "fashion-mnist"
     sub.mkdir()
     for n in NAMES:
@@ -505,16 +517,19 @@ def test_a_flat_folder_of_the_other_dataset_is_left_alone(
 ):
     """MNIST's files lying flat in a folder are not Fashion-MNIST's: skipped, never 'delete it'."""
     other = make_tiny(seed=1)
-    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
-    monkeypatch.setitem(datasets.MIRRORS, "fashion-mnist", (closed_port_url,))
+    fashion = IdxDataset("Fashion-MNIST", other.spec.files, 10)
+    monkeypatch.setitem(catalogue.RESOURCES, "fashion-mnist", fashion)
+    monkeypatch.setitem(fetch.MIRRORS, "fashion-mnist", (closed_port_url,))
     for n in NAMES:
         (tmp_path / f"{n}.gz").write_bytes(tiny.gz[n])
     before = snapshot(tmp_path)
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist", tmp_path)
     message = str(info.value)
-    assert "could not download" in message and "delete" not in message
-    assert f"{tmp_path / NAMES[0]}.gz is MNIST's" in message
+    assert message.startswith(
+        f"--data-dir {tmp_path} holds no Fashion-MNIST files ({tmp_path / NAMES[0]}.gz is MNIST's)"
+    )
+    assert "delete" not in message and "point --data-dir at the folder holding them" in message
     assert snapshot(tmp_path) == before
     # and the MNIST files still serve MNIST
     assert_is_tiny(load_dataset("mnist", tmp_path), tiny)
@@ -539,7 +554,7 @@ def test_an_interrupted_download_leaves_no_file(tiny, isolated, monkeypatch):
         def __exit__(self, *exc):
             self.file.close()
 
-    monkeypatch.setattr(datasets, "open", Interrupting, raising=False)
+    monkeypatch.setattr(fetch, "open", Interrupting, raising=False)
     with pytest.raises(KeyboardInterrupt):
         load_dataset("mnist")
     assert not (isolated / "mnist").exists(), "neither the file nor the folder made for it stays"
@@ -552,9 +567,9 @@ def test_an_unwritable_folder_is_a_one_line_error(tiny, isolated, monkeypatch, w
         raise OSError(code, os.strerror(code))
 
     if where == "mkdir":
-        monkeypatch.setattr(datasets.Path, "mkdir", fail)
+        monkeypatch.setattr(fetch.Path, "mkdir", fail)
     elif where == "open":
-        monkeypatch.setattr(datasets, "open", fail, raising=False)
+        monkeypatch.setattr(fetch, "open", fail, raising=False)
     else:
         real_open = open
 
@@ -563,7 +578,7 @@ def test_an_unwritable_folder_is_a_one_line_error(tiny, isolated, monkeypatch, w
             f.write = fail
             return f
 
-        monkeypatch.setattr(datasets, "open", open_then_fail, raising=False)
+        monkeypatch.setattr(fetch, "open", open_then_fail, raising=False)
     with pytest.raises(DataError) as info:
         load_dataset("mnist")
     message = str(info.value)
@@ -583,7 +598,7 @@ def test_labels_are_checked_against_the_number_of_classes(server, tmp_path, monk
     raw = idx_bytes(data.arrays[NAMES[1]])
     files = list(data.spec.files)
     files[1] = IdxFile(NAMES[1], (12,), None, md5(raw))
-    monkeypatch.setitem(datasets.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
+    monkeypatch.setitem(catalogue.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
     for n in NAMES:
         (tmp_path / n).write_bytes(raw if n == NAMES[1] else data.raw[n])
     with pytest.raises(DataError, match=r"mnist training set: label 1[01] is outside 0\.\.9"):
@@ -595,7 +610,7 @@ def test_label_and_image_counts_must_agree(server, tmp_path, monkeypatch):
     labels = data.arrays[NAMES[3]][:4]
     files = list(data.spec.files)
     files[3] = IdxFile(NAMES[3], (4,), None, md5(idx_bytes(labels)))
-    monkeypatch.setitem(datasets.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
+    monkeypatch.setitem(catalogue.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
     for n in NAMES:
         (tmp_path / n).write_bytes(idx_bytes(labels) if n == NAMES[3] else data.raw[n])
     with pytest.raises(DataError, match="mnist test set: 4 labels for 5 images"):
@@ -606,7 +621,7 @@ def test_without_network_mnist_raises_and_auto_falls_back(
     tiny, isolated, closed_port_url, monkeypatch
 ):
     mirrors = (closed_port_url, closed_port_url + "second/")
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", mirrors)
+    monkeypatch.setitem(fetch.MIRRORS, "mnist", mirrors)
     with pytest.raises(DataError) as info:
         load_dataset("mnist")
     message = str(info.value)
@@ -657,7 +672,7 @@ def test_a_data_dir_that_does_not_exist_is_an_error_and_is_not_created(
     tiny, tmp_path, closed_port_url, monkeypatch, dataset, online
 ):
     if not online:
-        monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+        monkeypatch.setitem(fetch.MIRRORS, "mnist", (closed_port_url,))
     typo = tmp_path / "dtaa"
     with pytest.raises(DataError) as info:
         load_dataset(dataset, typo)
@@ -677,15 +692,15 @@ def test_unavailable_is_told_apart_from_a_wrong_folder(
     """Callers such as a benchmark fall back only on DataUnavailable, never on a mistyped folder."""
     with pytest.raises(DataError) as info:
         load_dataset("mnist", tmp_path / "typo")
-    assert not isinstance(info.value, datasets.DataUnavailable)
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
-    with pytest.raises(datasets.DataUnavailable) as info:
+    assert not isinstance(info.value, DataUnavailable)
+    monkeypatch.setitem(fetch.MIRRORS, "mnist", (closed_port_url,))
+    with pytest.raises(DataUnavailable) as info:
         load_dataset("mnist")
     assert (
         info.value.why.startswith("no network: ")
         and info.value.where == tmp_path / "cache" / "xpnet" / "mnist"
     )
-    with pytest.raises(datasets.DataUnavailable, match="downloading is off"):
+    with pytest.raises(DataUnavailable, match="downloading is off"):
         load_dataset("mnist", download=False)
 
 
@@ -702,7 +717,7 @@ def test_an_empty_data_dir_is_an_error_never_a_fallback(
     tiny, tmp_path, closed_port_url, monkeypatch, dataset, online
 ):
     if not online:
-        monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+        monkeypatch.setitem(fetch.MIRRORS, "mnist", (closed_port_url,))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError) as info:
@@ -717,36 +732,108 @@ def test_an_empty_data_dir_is_an_error_never_a_fallback(
 def test_a_data_dir_holding_part_of_mnist_offline_never_falls_back(
     tiny, tmp_path, closed_port_url, monkeypatch
 ):
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    monkeypatch.setitem(fetch.MIRRORS, "mnist", (closed_port_url,))
     (tmp_path / f"{NAMES[0]}.gz").write_bytes(tiny.gz[NAMES[0]])
-    with pytest.raises(DataError, match=f"could not download MNIST's {NAMES[1]}.gz"):
+    with pytest.raises(DataError, match=rf"--data-dir {tmp_path} lacks MNIST's {NAMES[1]}\[\.gz\]"):
         load_dataset("auto", tmp_path)
     assert not (tmp_path / "mnist").exists()
 
 
-def test_a_data_dir_holding_another_dataset_receives_this_one(tiny, tmp_path, monkeypatch):
-    """A folder that already holds a dataset is a data folder: missing datasets go into it."""
-    other = make_tiny(seed=1)
-    monkeypatch.setitem(datasets.RESOURCES, "fashion-mnist", other.spec)
-    (tmp_path / "fashion-mnist").mkdir()
+def state(folder: Path) -> tuple:
+    """Every file under `folder` (bytes, mtime) and every folder's mtime: creating and removing a
+    subfolder leaves no file behind but changes its parent's mtime."""
+    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+    return snapshot(folder), {str(p): p.stat().st_mtime_ns for p in folders}
+
+
+def freeze(folder: Path) -> tuple:
+    """`state(folder)` after setting every folder's mtime to a fixed past time."""
+    for p in [folder, *folder.rglob("*")]:
+        if p.is_dir():
+            os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+    return state(folder)
+
+
+@pytest.mark.parametrize("named_by", ["argument", "env"])
+@pytest.mark.parametrize("online", [True, False], ids=["online", "offline"])
+def test_a_named_mnist_folder_is_never_written_for_another_dataset(
+    tiny, cifar, tmp_path, isolated, closed_port_url, monkeypatch, named_by, online
+):
+    """The issue: --data-dir (or XPNET_DATA_DIR) naming the user's MNIST folder and --dataset
+    cifar10 created (and, offline, removed again) a cifar10/ subfolder there."""
+    folder = tmp_path / "my-mnist"
+    folder.mkdir()
     for n in NAMES:
-        (tmp_path / "fashion-mnist" / f"{n}.gz").write_bytes(other.gz[n])
-    assert_is_tiny(load_dataset("auto", tmp_path), tiny)
-    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(
-        f"{n}.gz" for n in NAMES
-    )
+        (folder / f"{n}.gz").write_bytes(tiny.gz[n])
+    if not online:
+        monkeypatch.setitem(fetch.MIRRORS, "cifar10", (closed_port_url,))
+    if named_by == "env":
+        monkeypatch.setenv("XPNET_DATA_DIR", str(folder))
+    how = "--data-dir" if named_by == "argument" else "XPNET_DATA_DIR"
+    before = freeze(folder)
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", folder if named_by == "argument" else None)
+    assert state(folder) == before and cifar.server.requests == []  # not even a folder made
+    message = str(info.value)
+    assert message.startswith(f"{how} {folder} holds no CIFAR-10 files: {folder} holds ")
+    assert "it should hold CIFAR-10's cifar-10-binary.tar.gz" in message
+    assert f"point {how} at the folder holding them, or " in message
+    assert f"to download CIFAR-10 into the cache {isolated}" in message and "\n" not in message
+    assert not isinstance(info.value, DataUnavailable)
+    # and the folder still serves MNIST, read only
+    assert_is_tiny(load_dataset("mnist", folder if named_by == "argument" else None), tiny)
+    assert state(folder) == before
 
 
-def test_xpnet_data_dir_must_exist_but_receives_downloads(tiny, tmp_path, monkeypatch):
+def test_xpnet_data_dir_must_exist_and_is_never_downloaded_into(
+    tiny, tmp_path, isolated, monkeypatch
+):
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("XPNET_DATA_DIR", str(missing))
     with pytest.raises(DataError, match=f"XPNET_DATA_DIR {missing} does not exist; .* create it"):
         load_dataset("auto")
     assert not missing.exists()
-    # an existing (empty) one is where datasets live: the files are downloaded into it
+    # an existing (empty) one is read, never written: the error says how to download instead
     missing.mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset("auto")
+    message = str(info.value)
+    assert message.startswith(f"XPNET_DATA_DIR {missing} holds no dataset: {missing} is empty;")
+    assert message.endswith(f"unset XPNET_DATA_DIR to download MNIST into the cache {isolated}")
+    assert list(missing.iterdir()) == [] and tiny.server.requests == []
+    monkeypatch.delenv("XPNET_DATA_DIR")
     assert_is_tiny(load_dataset("auto"), tiny)
-    assert (missing / "mnist" / f"{NAMES[0]}.gz").is_file()
+
+
+@pytest.mark.parametrize("via", ["HOME", "XDG_CACHE_HOME"])
+def test_a_cache_whose_home_does_not_exist_is_never_created(tiny, tmp_path, monkeypatch, via):
+    """The issue: HOME=/nonexistent created /nonexistent/.cache/xpnet. xpnet makes its cache
+    folder (and ~/.cache, or $XDG_CACHE_HOME, as the XDG spec asks), never the folder above."""
+    nowhere = tmp_path / "nonexistent"
+    if via == "HOME":
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        monkeypatch.setenv("HOME", str(nowhere))
+        root = nowhere / ".cache" / "xpnet"
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(nowhere / "cache"))
+        root = nowhere / "cache" / "xpnet"
+    with pytest.raises(DataUnavailable) as info:
+        load_dataset("mnist")
+    message = str(info.value)
+    assert message == (
+        f"cannot create the cache {root}: {nowhere} does not exist; set HOME or XDG_CACHE_HOME "
+        f"to an existing folder, or point --data-dir or XPNET_DATA_DIR at a folder that holds "
+        f"the dataset"
+    )
+    d = load_dataset("auto")  # the cache cannot be had, as without a network: digits, and why
+    assert d.name == "digits" and f"(cannot create the cache {root}: " in d.notice
+    # a named folder is read as ever; the uncompressed copies are simply not kept
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    for n in NAMES:
+        (folder / f"{n}.gz").write_bytes(tiny.gz[n])
+    assert_is_tiny(load_dataset("mnist", folder), tiny)
+    assert not nowhere.exists() and tiny.server.requests == []
 
 
 @pytest.mark.parametrize("via", ["XDG_CACHE_HOME", "HOME"])
@@ -786,6 +873,7 @@ def test_unknown_dataset_names_list_the_choices():
 
 def test_cache_location_follows_xdg_then_home(tiny, tmp_path, monkeypatch):
     load_dataset("mnist")
+    (tmp_path / "home").mkdir()  # xpnet never creates HOME itself
     assert (tmp_path / "cache" / "xpnet" / "mnist" / f"{NAMES[0]}.gz").is_file()
     for xdg in (None, "relative/dir"):  # the XDG spec says a relative path is to be ignored
         if xdg is None:
@@ -850,7 +938,7 @@ def test_digits_without_scikit_learn(monkeypatch, closed_port_url):
         DataError, match=r"pip install scikit-learn \(or pip install \"xpnet\[datasets\]\"\)"
     ):
         load_dataset("digits")
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url,))
+    monkeypatch.setitem(fetch.MIRRORS, "mnist", (closed_port_url,))
     with pytest.raises(
         DataError, match=r"could not download MNIST.*the offline fallback failed too"
     ):
@@ -858,18 +946,189 @@ def test_digits_without_scikit_learn(monkeypatch, closed_port_url):
 
 
 # ---------------------------------------------------------------------------------------------
-# The real MNIST (XPNET_MNIST_DIR)
+# Verified uncompressed copies in xpnet's own cache: a second load inflates nothing
+
+
+@pytest.fixture
+def inflations(monkeypatch):
+    """The sizes gzip.decompress returned, one per call: every file inflated is listed."""
+    calls, real = [], gzip.decompress
+
+    def counting(data):
+        out = real(data)
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(gzip, "decompress", counting)
+    return calls
+
+
+def user_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / "mydata"
+    folder.mkdir(exist_ok=True)
+    for name, data in files.items():
+        (folder / f"{name}.gz").write_bytes(data)
+    return folder
+
+
+def copy_path(isolated: Path, spec: IdxFile) -> Path:
+    return isolated / "unpacked" / f"{spec.name}.{spec.md5_raw}"
+
+
+def assert_same_arrays(a, b) -> None:
+    for field in ("x_train", "t_train", "x_test", "t_test"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x.dtype, x.shape) == (y.dtype, y.shape) and x.tobytes() == y.tobytes(), field
+
+
+@pytest.mark.parametrize("where", ["named", "cache"])
+def test_a_second_load_reads_the_verified_uncompressed_copies(
+    tiny, tmp_path, isolated, inflations, where
+):
+    folder = user_folder(tmp_path, tiny.gz) if where == "named" else None
+    if where == "cache":
+        load_dataset("mnist")  # downloaded into the cache, then loaded from there
+    before = snapshot(folder) if folder else None
+    inflations.clear()
+    first = load_dataset("mnist", folder)
+    assert sorted(inflations) == sorted(len(tiny.raw[n]) for n in NAMES)
+    for spec in tiny.spec.files:  # the source's MD5, then its uncompressed bytes
+        header = f"{md5(tiny.gz[spec.name])}\n".encode()
+        assert copy_path(isolated, spec).read_bytes() == header + tiny.raw[spec.name]
+    assert sorted(p.name for p in (isolated / "unpacked").iterdir()) == sorted(
+        f"{n}.{md5(tiny.raw[n])}" for n in NAMES
+    )
+    inflations.clear()
+    second = load_dataset("mnist", folder)
+    assert inflations == [], "a second load must not inflate the .gz files"
+    assert_is_tiny(second, tiny)
+    assert_same_arrays(first, second)
+    assert second.source == first.source
+    raw = load_dataset("mnist", folder, normalize=False, flatten=False)
+    np.testing.assert_array_equal(raw.x_train[:, 0], tiny.arrays[NAMES[0]])
+    assert raw.x_train.flags.writeable, "callers may shuffle in place"
+    if folder:
+        assert snapshot(folder) == before, "the copies go into xpnet's cache, never the folder"
+    assert inflations == []
+
+
+def test_a_corrupt_or_stale_copy_is_ignored_and_rewritten(tiny, tmp_path, isolated, inflations):
+    folder = user_folder(tmp_path, tiny.gz)
+    expected = load_dataset("mnist", folder)
+    spec = tiny.spec.files[0]
+    copy = copy_path(isolated, spec)
+    good = copy.read_bytes()
+    header = len(f"{md5(tiny.gz[spec.name])}\n")
+    flipped = bytearray(good)
+    flipped[-5] ^= 1
+    damaged = {
+        "flipped-byte": bytes(flipped),
+        "truncated": good[:-7],
+        "empty": b"",
+        "no-header": good[header:],
+        "another-source": f"{md5(b'another')}\n".encode() + good[header:],
+        "another-file": good[:header] + tiny.raw[NAMES[2]],
+    }
+    for name, data in damaged.items():
+        copy.write_bytes(data)
+        inflations.clear()
+        d = load_dataset("mnist", folder)
+        assert inflations == [len(tiny.raw[spec.name])], name  # that file only, never an error
+        assert_same_arrays(d, expected)
+        assert copy.read_bytes() == good, f"{name}: the copy is rewritten"
+    copy.unlink()
+    copy.mkdir()  # unreadable as a file, and cannot be replaced: ignored, loading goes on
+    inflations.clear()
+    assert_same_arrays(load_dataset("mnist", folder), expected)
+    assert len(inflations) == 1 and copy.is_dir()
+    assert sorted(p.name for p in (isolated / "unpacked").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_recompressed_source_gets_its_own_copy(tiny, tmp_path, isolated, inflations):
+    """A copy re-compressed by someone (verified by its data's MD5) is cached too, and replacing
+    the source by another genuine copy makes the old copy stale."""
+    expected = load_dataset("mnist", user_folder(tmp_path, tiny.gz))
+    other = {n: gzip.compress(tiny.raw[n], compresslevel=1, mtime=1) for n in NAMES}
+    assert all(md5(other[n]) != md5(tiny.gz[n]) for n in NAMES)
+    folder = user_folder(tmp_path, other)
+    inflations.clear()
+    assert_same_arrays(load_dataset("mnist", folder), expected)
+    assert len(inflations) == 4, "the copies of the other source are stale"
+    spec = tiny.spec.files[0]
+    assert copy_path(isolated, spec).read_bytes().startswith(f"{md5(other[spec.name])}\n".encode())
+    inflations.clear()
+    assert_same_arrays(load_dataset("mnist", folder), expected)
+    assert inflations == []
+
+
+def test_no_copy_without_a_checksum_to_verify_it_by(server, tmp_path, isolated, monkeypatch):
+    """A file verified by its .gz MD5 alone, whose data MD5 is unknown or wrong, gets no copy:
+    one could never be verified (and would be rewritten on every load)."""
+    data = make_tiny()
+    files = list(data.spec.files)
+    files[0] = IdxFile(NAMES[0], files[0].shape, files[0].md5_gz, None)
+    files[1] = IdxFile(NAMES[1], files[1].shape, files[1].md5_gz, "0" * 32)
+    monkeypatch.setitem(catalogue.RESOURCES, "mnist", IdxDataset("MNIST", tuple(files), 10))
+    assert_is_tiny(load_dataset("mnist", user_folder(tmp_path, data.gz)), data)
+    assert sorted(p.name for p in (isolated / "unpacked").iterdir()) == sorted(
+        f"{n}.{md5(data.raw[n])}" for n in NAMES[2:]
+    )
+
+
+def test_without_a_cache_folder_loading_works_as_before(tiny, tmp_path, monkeypatch, inflations):
+    """A cache that cannot be made (under a regular file here) is skipped, never an error."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+    folder = user_folder(tmp_path, tiny.gz)
+    for _ in range(2):
+        inflations.clear()
+        assert_is_tiny(load_dataset("mnist", folder), tiny)
+        assert len(inflations) == 4
+    assert blocker.read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------------------------------
+# The tests' own data folder (tests/conftest.py)
+
+
+def test_the_tests_find_mnist_where_xpnet_data_dir_names_it(tmp_path, monkeypatch):
+    """XPNET_DATA_DIR is the one variable: the tests look for MNIST in it, in either layout the
+    loader accepts; XPNET_MNIST_DIR, their old name for it, is read when it is not set."""
+    flat, data = tmp_path / "flat", tmp_path / "data"
+    flat.mkdir()
+    (data / "mnist").mkdir(parents=True)
+    for n in NAMES:
+        (flat / f"{n}.gz").write_bytes(b"")
+        (data / "mnist" / n).write_bytes(b"")
+    monkeypatch.delenv("XPNET_MNIST_DIR", raising=False)
+    monkeypatch.setenv("XPNET_DATA_DIR", str(flat))
+    assert mnist_dir() == flat
+    monkeypatch.setenv("XPNET_DATA_DIR", str(data))
+    assert mnist_dir() == data
+    monkeypatch.setenv("XPNET_MNIST_DIR", str(flat))
+    assert mnist_dir() == data, "XPNET_DATA_DIR comes first"
+    (data / "mnist" / NAMES[3]).unlink()
+    assert mnist_dir() is None
+    monkeypatch.delenv("XPNET_DATA_DIR")
+    assert mnist_dir() == flat
+
+
+# ---------------------------------------------------------------------------------------------
+# The real MNIST (XPNET_DATA_DIR)
 
 MNIST_DIR = mnist_dir()
 needs_mnist = pytest.mark.skipif(
-    MNIST_DIR is None, reason="set XPNET_MNIST_DIR to a folder holding the four MNIST files"
+    MNIST_DIR is None, reason="set XPNET_DATA_DIR to a folder holding the four MNIST files"
 )
 
 
 @pytest.fixture(scope="module")
-def real_mnist():
+def real_mnist(tmp_path_factory):
     before = snapshot(MNIST_DIR)
-    d = load_dataset("mnist", MNIST_DIR)
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped: `isolated` does not apply yet
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        d = load_dataset("mnist", MNIST_DIR)
     assert snapshot(MNIST_DIR) == before, "loading must not write into the data folder"
     return d
 
@@ -897,7 +1156,8 @@ def test_real_mnist_book_signature(real_mnist, isolated):
         normalize=False, flatten=False, one_hot_label=True, data_dir=MNIST_DIR
     )
     assert snapshot(MNIST_DIR) == before
-    assert not isolated.exists(), "loading from a named folder must not create the cache"
+    # xpnet's own cache holds the verified uncompressed copies, nothing else
+    assert [p.name for p in isolated.iterdir()] == ["unpacked"]
     assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
     assert x_train.dtype == np.uint8 and x_train.max() == 255
     assert t_train.shape == (60000, 10) and t_test.shape == (10000, 10)
@@ -905,6 +1165,30 @@ def test_real_mnist_book_signature(real_mnist, isolated):
     np.testing.assert_allclose(
         real_mnist.x_test, x_test.reshape(10000, -1) / 255, rtol=2e-7, atol=0
     )
+
+
+@pytest.mark.mnist
+@needs_mnist
+def test_real_mnist_from_the_copies_is_bit_identical(isolated, inflations):
+    first = load_dataset("mnist", MNIST_DIR, normalize=False)
+    assert len(inflations) == 4
+    inflations.clear()
+    second = load_dataset("mnist", MNIST_DIR, normalize=False)
+    assert inflations == [], "a second load must not inflate the .gz files"
+    assert_same_arrays(first, second)
+    for spec, array in zip(catalogue.RESOURCES["mnist"].files, (second.x_train, second.t_train,
+                           second.x_test, second.t_test), strict=True):  # fmt: skip
+        expected = read_idx(MNIST_DIR / f"{spec.name}.gz")
+        np.testing.assert_array_equal(array, expected.reshape(len(expected), -1).squeeze())
+    assert second.x_train.dtype == np.uint8
+    assert_same_arrays(load_dataset("mnist", MNIST_DIR), real_mnist_floats(MNIST_DIR))
+
+
+def real_mnist_floats(folder: Path):
+    """MNIST loaded with no cache at all, for comparison."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", "/nonexistent/cache")
+        return load_dataset("mnist", folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -965,9 +1249,9 @@ def make_cifar(seed: int = 0) -> SimpleNamespace:
 def cifar(server, monkeypatch):
     """The small archive installed as "cifar10", served by one mirror /c/."""
     data = make_cifar()
-    monkeypatch.setitem(datasets.RESOURCES, "cifar10", data.dataset)
+    monkeypatch.setitem(catalogue.RESOURCES, "cifar10", data.dataset)
     data.mirror = f"{server.url}/c/"
-    monkeypatch.setitem(datasets.MIRRORS, "cifar10", (data.mirror,))
+    monkeypatch.setitem(fetch.MIRRORS, "cifar10", (data.mirror,))
     server.routes["/c/cifar-10-binary.tar.gz"] = ("ok", data.blob)
     data.server = server
     return data
@@ -992,7 +1276,7 @@ def assert_is_cifar(d, data) -> None:
 
 
 def test_cifar10_is_registered_with_the_published_checksum():
-    spec = datasets.RESOURCES["cifar10"]
+    spec = catalogue.RESOURCES["cifar10"]
     (archive,) = spec.files
     # https://www.cs.toronto.edu/~kriz/cifar.html: "CIFAR-10 binary version (suitable for C programs)"
     assert archive.name == "cifar-10-binary.tar.gz"
@@ -1000,11 +1284,11 @@ def test_cifar10_is_registered_with_the_published_checksum():
     assert (archive.records, archive.image_shape, spec.num_classes) == (10000, (3, 32, 32), 10)
     assert archive.train == tuple(f"data_batch_{i}.bin" for i in range(1, 6))
     assert archive.test == ("test_batch.bin",)
-    assert datasets.MIRRORS["cifar10"] == ("https://www.cs.toronto.edu/~kriz/",)
-    assert "cifar10" in datasets.DATASETS
-    fashion = datasets.RESOURCES["fashion-mnist"].class_names
+    assert fetch.MIRRORS["cifar10"] == ("https://www.cs.toronto.edu/~kriz/",)
+    assert "cifar10" in catalogue.DATASETS
+    fashion = catalogue.RESOURCES["fashion-mnist"].class_names
     assert len(fashion) == 10 and fashion[0] == "T-shirt/top" and fashion[9] == "Ankle boot"
-    assert datasets.RESOURCES["mnist"].class_names == tuple("0123456789")
+    assert catalogue.RESOURCES["mnist"].class_names == tuple("0123456789")
 
 
 def test_cifar10_is_downloaded_verified_and_cached(cifar, isolated):
@@ -1101,7 +1385,7 @@ def test_a_bad_cifar10_archive_in_a_named_folder_is_a_one_line_error(cifar, tmp_
         load_dataset("cifar10", tmp_path)
     message = str(info.value)
     assert message.startswith(f"{bad} ") and words in message, message
-    assert "delete it to re-download it" in message and "\n" not in message
+    assert "replace it with a genuine copy" in message and "\n" not in message
     assert snapshot(tmp_path) == before and cifar.server.requests == []
 
 
@@ -1146,7 +1430,7 @@ def test_cifar10_labels_and_class_names_are_checked(cifar, tmp_path, monkeypatch
     ]:
         blob = cifar_archive(records if meta is None else cifar.records, meta=meta)
         spec = BinaryBatches(**{**cifar.spec.__dict__, "md5": md5(blob)})
-        monkeypatch.setitem(datasets.RESOURCES, "cifar10", BatchesDataset("CIFAR-10", (spec,), 10))
+        monkeypatch.setitem(catalogue.RESOURCES, "cifar10", BatchesDataset("CIFAR-10", (spec,), 10))
         (tmp_path / "cifar-10-binary.tar.gz").write_bytes(blob)
         with pytest.raises(DataError, match=pattern):
             load_dataset("cifar10", tmp_path)
@@ -1160,7 +1444,7 @@ def test_cifar10_offline_and_in_an_empty_folder(cifar, tmp_path, closed_port_url
     message = str(info.value)
     assert message.startswith(f"--data-dir {empty} holds no dataset: {empty} is empty")
     assert "CIFAR-10's cifar-10-binary.tar.gz (the archive as downloaded, not extracted" in message
-    monkeypatch.setitem(datasets.MIRRORS, "cifar10", (closed_port_url,))
+    monkeypatch.setitem(fetch.MIRRORS, "cifar10", (closed_port_url,))
     with pytest.raises(DataError, match=r"could not download CIFAR-10's .*--dataset digits"):
         load_dataset("cifar10")
     with pytest.raises(

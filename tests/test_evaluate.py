@@ -105,6 +105,13 @@ def test_round_to_matches_torch_casts():
         assert same(round_to(x, fmt), expected), fmt
 
 
+def test_round_to_keeps_every_nan_a_nan():
+    """A NaN whose payload fills the mantissa would carry into the sign bit (-0.0) or inf."""
+    bits = np.array([0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001, 0x7FFF8000], dtype=np.uint32)
+    for fmt in ("bfloat16", "float16"):
+        assert np.all(np.isnan(round_to(bits.view(np.float32), fmt))), fmt
+
+
 def test_round_to_keeps_float64_and_refuses_what_it_cannot_round():
     x = np.array([1 / 3, 1e300, -2.5], dtype=np.float64)
     r = round_to(x, "bfloat16")
@@ -331,6 +338,7 @@ def test_the_commands_run_as_modules():
 def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, monkeypatch):
     """A run's --data-dir holds its dataset: another dataset is not looked for (or downloaded)
     there, e.g. Fashion-MNIST into a shared MNIST folder."""
+    import xpnet.data
     from xpnet.data import datasets
     from xpnet.training import evaluation
 
@@ -345,7 +353,7 @@ def test_the_runs_data_folder_is_used_for_the_runs_dataset_only(digits_model, mo
         x = np.zeros((3, 1, 28, 28), np.float32)
         return datasets.Dataset(name, x, np.zeros(3, np.int64), x, np.zeros(3, np.int64), 10, "")
 
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(xpnet.data, "load_dataset", fake_load)  # what evaluation calls
     evaluation.load_test_set(ckpt)
     evaluation.load_test_set(ckpt, "fashion-mnist")
     evaluation.load_test_set(ckpt, "fashion-mnist", "/mine")

@@ -1,8 +1,10 @@
 """scripts/compare.py: every comparison end to end (--quick, few iterations), and its edge cases."""
 
 import contextlib
+import errno
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -13,18 +15,22 @@ import numpy as np
 import pytest
 from conftest import mnist_dir
 
+from xpnet.apps import compare as cli
+from xpnet.apps.compare import main
 from xpnet.backend import resolve, to_numpy
-from xpnet.data import datasets
+from xpnet.data import fetch
+from xpnet.errors import ConfigError
 from xpnet.experiments import compare as experiments
 from xpnet.experiments.compare import (
     COMPARISONS,
     DataCache,
     Variant,
-    main,
     markdown,
     run_comparison,
     write_report,
 )
+from xpnet.experiments.compare import plots as compare_plots
+from xpnet.experiments.compare import run as compare_run
 from xpnet.training.trainer import Interrupted, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +44,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """No test may reach the network: MNIST and Fashion-MNIST are unavailable unless on disk."""
-    monkeypatch.setattr(datasets, "MIRRORS", {})
+    monkeypatch.setattr(fetch, "MIRRORS", {})
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
@@ -60,6 +66,7 @@ def check_outputs(out: Path, name: str) -> tuple[list[dict], dict]:
     assert png[:8] == PNG_MAGIC and len(png) > 20_000
     rows = table((out / f"{name}.md").read_text())
     doc = json.loads((out / f"{name}.json").read_text())
+    assert doc["complete"] is True
     labels = [v.label for v in COMPARISONS[name].variants]
     assert [r["variant"] for r in rows] == labels  # exactly one row per variant, in order
     assert [v["label"] for v in doc["variants"]] == labels
@@ -200,10 +207,10 @@ def test_variants_share_initial_weights_and_sample_order(tmp_path, monkeypatch):
         def run(self):
             record = super().run()
             epochs = range(self.iteration // self.steps_per_epoch + 1)
-            seen.append((self, [to_numpy(self._epoch_order(e)) for e in epochs]))
+            seen.append((self, [to_numpy(self.sampler.order(e)) for e in epochs]))
             return record
 
-    monkeypatch.setattr(experiments, "Trainer", Recording)
+    monkeypatch.setattr(compare_run, "Trainer", Recording)
     report = run_comparison(
         "optimizer", DataCache(quick=True), resolve("cpu"), iters=45, dataset="digits"
     )
@@ -220,26 +227,244 @@ def test_variants_share_initial_weights_and_sample_order(tmp_path, monkeypatch):
     assert len({trainer.config.optimizer for trainer, _ in seen}) == len(seen)
 
 
-def test_an_interrupt_keeps_the_finished_variants(tmp_path, monkeypatch, capsys):
-    started = []
+def stop_at(monkeypatch, n: int) -> list:
+    """Make the n-th variant trained (from 1; 0: none) stop by SIGINT; returns the Trainers run."""
+    started: list = []
 
-    class StopSecond(Trainer):
+    class StopAt(Trainer):
         def run(self):
             started.append(self)
-            if len(started) == 2:
+            if len(started) == n:
                 raise Interrupted("SIGINT at iteration 0; nothing saved", signal.SIGINT)
             return super().run()
 
-    monkeypatch.setattr(experiments, "Trainer", StopSecond)
+    monkeypatch.setattr(compare_run, "Trainer", StopAt)
+    return started
+
+
+def test_an_interrupt_keeps_the_finished_variants_and_a_rerun_trains_only_the_rest(
+    tmp_path, monkeypatch, capsys
+):
+    started = stop_at(monkeypatch, 2)
     out = tmp_path / "out"
-    assert main(["width", "--quick", "--iters", "20", "--out", str(out)]) == 128 + signal.SIGINT
-    rows = table((out / "width.md").read_text())
+    argv = ["width", "--quick", "--iters", "20", "--out", str(out)]
+    assert main(argv) == 128 + signal.SIGINT
+    assert sorted(p.name for p in out.iterdir()) == [
+        "width.partial.json", "width.partial.md", "width.partial.png"
+    ]  # fmt: skip
+    md = (out / "width.partial.md").read_text()
+    assert "**Partial report:** 1 of 5 variants trained, 4 not finished (interrupted)" in md
+    rows = table(md)
     assert [r["status"] for r in rows] == ["ok", "interrupted at iteration 0"] + [
         "not run (interrupted)"
     ] * 3
-    assert json.loads((out / "width.json").read_text())["interrupted"] is True
+    partial = json.loads((out / "width.partial.json").read_text())
+    assert partial["interrupted"] is True and partial["complete"] is False
     assert len(started) == 2
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: width: 1 of 5 variants trained") and "run again" in err
+
+    # the same command again: the trained variant is kept, the four others are trained
+    started = stop_at(monkeypatch, 0)
+    assert main(argv) == 0
+    assert len(started) == 4 and started[0].config.hidden == [50]
+    printed = capsys.readouterr().out
+    assert f"resuming {out / 'width.partial.json'}" in printed
+    assert sum("(kept from the earlier run)" in line for line in printed.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["width.json", "width.md", "width.png"]
+    rows, doc = check_outputs(out, "width")
+    assert doc["complete"] is True and doc["interrupted"] is False
+    assert doc["variants"][0] == partial["variants"][0]  # kept as it was, curve and all
+
+
+def test_an_interrupted_rerun_leaves_the_complete_report_as_it_was(tmp_path, monkeypatch, capsys):
+    """The issue: `compare.py width --out D`, then the same (--retrain: trained again) interrupted:
+    D's .md, .json and .png held 1 variant and 4 'not run'. Now the partial report goes beside."""
+    out = tmp_path / "out"
+    argv = ["width", "--quick", "--iters", "20", "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["width.json", "width.md", "width.png"]
+    stop_at(monkeypatch, 2)
+    capsys.readouterr()
+    assert main([*argv, "--retrain"]) == 128 + signal.SIGINT
+    for name, content in before.items():
+        assert (out / name).read_bytes() == content, f"{name} was replaced"
+    assert (out / "width.partial.md").exists() and (out / "width.partial.png").exists()
+    partial = json.loads((out / "width.partial.json").read_text())
+    assert [v["status"] for v in partial["variants"]][:2] == ["ok", "interrupted at iteration 0"]
+    err = capsys.readouterr().err
+    assert "(width.md, .json and .png, of an earlier complete run, are left as they were)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_rerun_with_the_same_settings_keeps_every_variant_unless_retrain(
+    tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    argv = ["depth", "--quick", "--iters", "10", "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "depth.json").read_text())
+    started = stop_at(monkeypatch, 0)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert started == []  # nothing trained again
+    printed = capsys.readouterr().out
+    assert f"resuming {out / 'depth.json'}: the variants it holds are kept" in printed
+    assert sum(line.endswith("(kept from the earlier run)") for line in printed.splitlines()) == 5
+    assert json.loads((out / "depth.json").read_text()) == first
+    assert main([*argv, "--seed", "1"]) == 0 and len(started) == 5  # other settings: trained
+    assert main([*argv, "--seed", "1", "--retrain"]) == 0 and len(started) == 10
+
+
+def test_ctrl_c_between_two_variants_keeps_the_finished_ones(tmp_path, monkeypatch, capsys):
+    built = []
+
+    class CtrlCWhileBuilding(Trainer):  # Ctrl-C outside the training loop (moving data, a net)
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            if len(built) == 3:
+                raise KeyboardInterrupt
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(compare_run, "Trainer", CtrlCWhileBuilding)
+    out = tmp_path / "out"
+    assert main(["width", "--quick", "--iters", "20", "--out", str(out)]) == 130
+    rows = table((out / "width.partial.md").read_text())
+    assert [r["status"] for r in rows] == ["ok", "ok"] + ["not run (interrupted)"] * 3
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_sigterm_between_two_variants_keeps_the_finished_ones(tmp_path, monkeypatch):
+    def unhandled(signum, frame):  # what SIGTERM would do without a handler: end it all
+        raise AssertionError("SIGTERM reached the default handler: the process would be gone")
+
+    built = []
+
+    class TermWhileBuilding(Trainer):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            if len(built) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(compare_run, "Trainer", TermWhileBuilding)
+    saved = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        code = main(["depth", "--quick", "--iters", "10", "--out", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+    assert code == 128 + signal.SIGTERM
+    rows = table((tmp_path / "depth.partial.md").read_text())
+    assert [r["status"] for r in rows] == ["ok"] + ["not run (interrupted)"] * 4
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConfigError("--hidden 0: layer sizes must be positive; choose another"), MemoryError()],
+    ids=["ConfigError", "MemoryError"],
+)
+def test_a_failing_variant_is_recorded_and_the_others_kept(error, tmp_path, monkeypatch, capsys):
+    started = []
+
+    class FailFourth(Trainer):
+        def run(self):
+            started.append(self)
+            if len(started) == 4:
+                raise error
+            return super().run()
+
+    monkeypatch.setattr(compare_run, "Trainer", FailFourth)
+    out = tmp_path / "out"
+    argv = ["width", "--quick", "--iters", "20", "--out", str(out)]
+    assert main(argv) == 1
+    assert len(started) == 5  # the one after it ran too
+    rows = table((out / "width.partial.md").read_text())
+    why = (
+        "out of memory"
+        if isinstance(error, MemoryError)
+        else "--hidden 0: layer sizes must be positive"
+    )
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", f"failed: {why}", "ok"]
+    failed = json.loads((out / "width.partial.json").read_text())["variants"][3]
+    assert failed["detail"] and failed["config"]["hidden"] == [500] and failed["final"] is None
+    assert not (out / "width.md").exists()
+    captured = capsys.readouterr()
+    assert f"  500 units                  failed: {why}" in captured.out.splitlines()
+    assert captured.err == (
+        "error: width: 4 of 5 variants trained, 1 failed; the same command run again into this "
+        "folder trains only the missing ones\n"
+    )
+
+    # rerun: only the failed variant is trained again
+    built = stop_at(monkeypatch, 0)
+    assert main(argv) == 0
+    assert [t.config.hidden for t in built] == [[500]]
+    check_outputs(out, "width")
+    assert not (out / "width.partial.md").exists()
+
+
+def test_a_partial_report_of_other_settings_is_not_resumed(tmp_path, monkeypatch, capsys):
+    stop_at(monkeypatch, 2)
+    out = tmp_path / "out"
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(out)]) == 130
+    started = stop_at(monkeypatch, 0)
+    capsys.readouterr()
+    assert main(["depth", "--quick", "--iters", "12", "--out", str(out)]) == 0
+    assert len(started) == 5  # nothing kept: its iterations differ
+    err = capsys.readouterr().err
+    assert (
+        f"notice: {out / 'depth.partial.json'} is of other settings (iterations 10 there, " in err
+    )
+    _, doc = check_outputs(out, "depth")
+    assert doc["iterations"] == 12 and not (out / "depth.partial.json").exists()
+
+
+def test_a_broken_partial_report_is_replaced_not_trusted(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "depth.partial.json").write_text('{"variants": [{"label": "1 hidden layer"')
+    started = stop_at(monkeypatch, 0)
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(out)]) == 0
+    assert len(started) == 5 and not (out / "depth.partial.json").exists()
+
+
+def test_workers_that_fail_keep_what_finished(tmp_path, monkeypatch):
+    """The Dask path: a cluster that goes away after one variant; the rerun keeps it."""
+    from xpnet.errors import XpnetError
+    from xpnet.parallel.dask import Runner
+
+    class OneThenGone(Runner):
+        where = "on a cluster that fails"
+
+        def run(self, fn, tasks):
+            key, args = tasks[0]
+            yield key, fn(*args)
+            raise XpnetError("lost the scheduler at tcp://127.0.0.1:1; start it again")
+
+    monkeypatch.setattr(cli, "open_runner", lambda *a: OneThenGone())
+    out = tmp_path / "out"
+    argv = ["depth", "--quick", "--iters", "10", "--out", str(out)]
+    assert main(argv) == 1
+    rows = table((out / "depth.partial.md").read_text())
+    assert [r["status"] for r in rows] == ["ok"] + [
+        "failed: lost the scheduler at tcp://127.0.0.1:1"
+    ] * 4
+
+    keys = []
+
+    class Here(Runner):  # runs the tasks it is given, counting them
+        where = "here, counted"
+
+        def run(self, fn, tasks):
+            for key, args in tasks:
+                keys.append(key)
+                yield key, fn(*args)
+
+    monkeypatch.setattr(cli, "open_runner", lambda *a: Here())
+    assert main(argv) == 0
+    assert keys == ["variant-1", "variant-2", "variant-3", "variant-4"]
+    check_outputs(out, "depth")
 
 
 def test_default_output_folder_is_new_under_runs(tmp_path, monkeypatch):
@@ -250,11 +475,14 @@ def test_default_output_folder_is_new_under_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in run.iterdir()) == ["depth.json", "depth.md", "depth.png"]
 
 
+MNIST_DIR = mnist_dir()  # read before the autouse fixture removes XPNET_DATA_DIR
+
+
 @pytest.mark.mnist
-@pytest.mark.skipif(mnist_dir() is None, reason="set XPNET_MNIST_DIR to the MNIST files")
+@pytest.mark.skipif(MNIST_DIR is None, reason="set XPNET_DATA_DIR to the MNIST files")
 def test_quick_mnist_is_a_small_subset(tmp_path):
     out = tmp_path / "out"
-    args = ["--quick", "--iters", "20", "--data-dir", str(mnist_dir()), "--out", str(out)]
+    args = ["--quick", "--iters", "20", "--data-dir", str(MNIST_DIR), "--out", str(out)]
     assert main(["dataset", *args]) == 0
     rows, doc = check_outputs(out, "dataset")
     mnist = next(d for d in doc["datasets"] if d["name"] == "mnist")
@@ -295,7 +523,7 @@ def test_first_train_keeps_the_first_n_training_samples_and_every_test_sample():
     assert small.x_test is digits.x_test and small.t_test is digits.t_test
     assert small.source.endswith("its first 300 training samples")
     assert len(experiments.first_train(digits, 10**6).x_train) == len(digits.x_train)
-    with pytest.raises(experiments.ConfigError, match="n_train must be positive"):
+    with pytest.raises(ConfigError, match="n_train must be positive"):
         experiments.first_train(digits, 0)
 
 
@@ -307,7 +535,7 @@ def test_n_train_trains_every_variant_on_exactly_the_first_n_samples(monkeypatch
             seen.append((self.n_train, to_numpy(self.data.x_train).copy(), self.config))
             return super().run()
 
-    monkeypatch.setattr(experiments, "Trainer", Recording)
+    monkeypatch.setattr(compare_run, "Trainer", Recording)
     small = replace(
         COMPARISONS["overfit"],
         variants=COMPARISONS["overfit"].variants[:2],
@@ -338,13 +566,13 @@ def test_n_train_trains_every_variant_on_exactly_the_first_n_samples(monkeypatch
 
 def test_panel_plots_draw_one_panel_per_facet_and_one_legend(tmp_path, monkeypatch):
     figures = []
-    save = experiments._save_figure
+    save = compare_plots._save_figure
 
     def keep(fig, path):
         figures.append(fig)
         return save(fig, path)
 
-    monkeypatch.setattr(experiments, "_save_figure", keep)
+    monkeypatch.setattr(compare_plots, "_save_figure", keep)
     bn = COMPARISONS["batchnorm"]
     report = run_comparison(bn, DataCache(quick=True), resolve("cpu"), iters=4, dataset="digits")
     groups = experiments.panels(report)
@@ -383,7 +611,7 @@ def test_a_failure_after_the_output_folder_was_made_leaves_no_empty_folder(tmp_p
         raise XpnetError("no scheduler at tcp://127.0.0.1:1")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(experiments, "open_runner", refuse)
+    monkeypatch.setattr(cli, "open_runner", refuse)
     assert main(["lr", "--quick", "--iters", "5"]) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert main(["lr", "--quick", "--iters", "5", "--out", str(tmp_path / "a" / "b")]) == 1
@@ -395,3 +623,148 @@ def test_a_negative_seed_is_a_usage_error_and_writes_nothing(tmp_path, monkeypat
     assert main(["lr", "--quick", "--seed", "-1"]) == 2
     assert "--seed: must be an integer >= 0" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def _refuse_writes_under(folder: Path, monkeypatch) -> None:
+    """Make creating a file in `folder` fail as on a read-only filesystem. Tests run as root, which
+    writes through chmod 0o500, so the refusal is made where Python opens files: both the
+    built-in open (the atomic writes) and os.open (tempfile's probes)."""
+    import builtins
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def inside(path) -> bool:
+        return isinstance(path, str | os.PathLike) and Path(path).parent == folder
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def open_(path, *args, **kwargs):
+        if inside(path) and (len(args) == 0 or args[0] != "r") and kwargs.get("mode", "w") != "r":
+            refuse(path)
+        return real_open(path, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+
+
+@pytest.mark.parametrize("how", ["read-only filesystem", "chmod 0o500"])
+def test_a_read_only_out_is_refused_before_anything_trains(how, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    if how == "chmod 0o500":
+        if os.geteuid() == 0:
+            pytest.skip("root writes through chmod 0o500; the other case stands in for it")
+        out.chmod(0o500)
+    else:
+        _refuse_writes_under(out, monkeypatch)
+    started = stop_at(monkeypatch, 0)
+    try:
+        code = main(["width", "--quick", "--iters", "20", "--out", str(out)])
+    finally:
+        out.chmod(0o700)
+    assert code == 2 and started == []  # a usage error, found before any training
+    err = capsys.readouterr().err
+    assert err.endswith(f"compare.py: error: --out {out / 'width.md'}: cannot write in {out} "
+                        f"({os.strerror(errno.EROFS if how != 'chmod 0o500' else errno.EACCES)})\n")  # fmt: skip
+    assert "Traceback" not in err and sum("error" in line for line in err.splitlines()) == 1
+
+
+def test_an_out_path_under_a_regular_file_is_one_line_before_anything_trains(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "results"
+    started = stop_at(monkeypatch, 0)
+    assert main(["width", "--quick", "--out", str(out)]) == 1 and started == []
+    assert capsys.readouterr().err == (
+        f"error: cannot create the output folder {out}: not a directory; choose another with --out\n"
+    )
+
+
+def run_script(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_an_ascii_stdout_gets_every_line(tmp_path):
+    """PYTHONIOENCODING=ascii: "→" in "loss did not fall (2.30 → 52.58)" prints as "?", and every
+    line after it still prints."""
+    out = tmp_path / "out"
+    result = run_script("lr", "--quick", "--iters", "20", "--out", str(out),
+                        env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    labels = [v.label for v in COMPARISONS["lr"].variants]
+    for label in labels:
+        assert sum(line.startswith(f"  {label} ") for line in lines) == 1, label
+    arrow = [line for line in lines if "loss did not fall" in line]
+    assert arrow and all(" ? " in line for line in arrow)  # lr 100 at least, with its "→" as "?"
+    assert lines[-1] == f"wrote {out}/{{lr.png, lr.md, lr.json}}"
+    assert result.stderr == ""
+    assert "→" in (out / "lr.md").read_text(encoding="utf-8")  # the files keep it
+
+
+def test_python_m_xpnet_apps_compare_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "xpnet.apps.compare", "--help"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: compare.py [-h]") and "--workers N" in result.stdout
+
+
+def test_ctrl_c_on_a_rerun_leaves_the_complete_report_as_it_was(tmp_path):
+    """The issue as reported: a complete comparison, then the same one trained again (--retrain)
+    and interrupted by SIGINT."""
+    out = tmp_path / "out"
+    args = ["width", "--quick", "--iters", "300", "--out", str(out)]
+    assert run_script(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), *args, "--retrain"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    for line in proc.stdout:  # the first variant is done: the second is under way
+        if line.startswith("  10 units "):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in before} == before
+    rows = table((out / "width.partial.md").read_text())
+    assert rows[0]["status"] == "ok" and rows[-1]["status"] == "not run (interrupted)"
+    assert "Traceback" not in stderr and "left as they were" in stderr
+
+
+def test_ctrl_c_while_the_report_is_written_waits_for_its_last_file(tmp_path, monkeypatch, capsys):
+    real = cli.write_report
+
+    def interrupted_midway(report, out):
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came while the plot was drawn
+        return real(report, out)
+
+    monkeypatch.setattr(cli, "write_report", interrupted_midway)
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(tmp_path)]) == 130
+    check_outputs(tmp_path, "depth")  # the three files, all of this run
+    assert capsys.readouterr().err == "interrupted after the files above were written\n"
+
+
+def test_an_interrupt_before_any_variant_finished_writes_nothing(tmp_path, monkeypatch, capsys):
+    stop_at(monkeypatch, 1)
+    out = tmp_path / "out"
+    assert main(["depth", "--quick", "--iters", "10", "--out", str(out)]) == 130
+    assert not out.exists()  # made for this run, and empty: removed
+    assert (
+        capsys.readouterr().err == "interrupted: depth: no variant finished; nothing was written\n"
+    )

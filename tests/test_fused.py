@@ -6,11 +6,11 @@ from conftest import assert_on
 
 from xpnet.backend import to_numpy
 from xpnet.fast import (
-    FusedStep,
     NumpyKernels,
     check,
     kernels_for,
     optimizer_kernel,
+    plan,
     registry,
     self_check,
 )
@@ -33,7 +33,7 @@ def net_for(backend, activation, dtype, weight_decay=0.05):
 
 
 def plan_or_skip(net):
-    step = FusedStep.plan(net)
+    step = plan(net)
     if step is None:
         pytest.skip(f"{net.backend.name} has no fused kernels: the layers are its only path")
     return step
@@ -63,7 +63,7 @@ def test_strict_has_no_fused_path_and_trains_through_the_layers(rng):
     pytest.importorskip("array_api_strict")
     net = MultiLayerNet(4, [3], 2, device="device1", backend="array_api_strict")
     assert kernels_for(net.backend.xp) is None
-    assert FusedStep.plan(net) is None
+    assert plan(net) is None
 
 
 def test_plan_refuses_other_stacks(rng):
@@ -72,8 +72,8 @@ def test_plan_refuses_other_stacks(rng):
     W = rng.standard_normal((3, 3))
     b = np.zeros(3)
     # two activations in a row: not of the form Affine → act → ... → Affine
-    assert FusedStep.plan(Network([Affine(W, b), ReLU(), ReLU(), Affine(W, b), ReLU()])) is None
-    assert FusedStep.plan(Network([Affine(W, b), ReLU(), Affine(W, b)])) is not None
+    assert plan(Network([Affine(W, b), ReLU(), ReLU(), Affine(W, b), ReLU()])) is None
+    assert plan(Network([Affine(W, b), ReLU(), Affine(W, b)])) is not None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -115,10 +115,10 @@ def test_self_check_catches_a_wrong_kernel():
 
 def test_xpnet_fused_0_means_no_kernels(monkeypatch, backend):
     kernels_or_skip(backend)  # on a backend without kernels there would be nothing to turn off
-    assert FusedStep.plan(net_for(backend, "relu", "float32")) is not None
+    assert plan(net_for(backend, "relu", "float32")) is not None
     monkeypatch.setenv("XPNET_FUSED", "0")
     assert kernels_for(backend.xp) is None
-    assert FusedStep.plan(net_for(backend, "relu", "float32")) is None
+    assert plan(net_for(backend, "relu", "float32")) is None
 
 
 CASES = [("sgd", {}), ("adam", {}), ("adamw", {}), ("adam", {"weight_decay": 0.1})]
@@ -228,7 +228,7 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
 
     net = TwoLayerNet(6, 5, 3, device=be)
     x, t = be.asarray(rng.standard_normal((8, 6)), "float32"), be.asarray(rng.integers(0, 3, 8))
-    step = FusedStep.plan(net)
+    step = plan(net)
     assert step is not None and step.kernels is kernels
     opt = xpnet.SGD(0.1)
     opt.kernels = optimizer_kernel  # as the Trainer hands them
@@ -237,8 +237,8 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
         opt.update(net.params, net.grads)
     assert checks == [("float32", ("relu",)), ("float32", ("sgd",))]
     assert {("float32", "relu"), ("float32", "sgd")} <= kernels.verified
-    assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is not None and len(checks) == 2
-    FusedStep.plan(MultiLayerNet(6, [5, 4], 3, "tanh", dtype="float64", device=be))
+    assert plan(TwoLayerNet(6, 5, 3, device=be)) is not None and len(checks) == 2
+    plan(MultiLayerNet(6, [5, 4], 3, "tanh", dtype="float64", device=be))
     assert checks[2:] == [("float64", ("tanh",))]
     # float16 is never checked, so the plain rules run for it, and nothing is disabled
     assert kernels_for(be.xp, None, be.xp.float16, ("sgd",)) is None
@@ -252,7 +252,7 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
     monkeypatch.setattr(registry, "_factory", lambda xp: Broken)
     assert kernels_for(be.xp, None, "float32", ("sgd",)) is not None, "its SGD kernel is right"
     with pytest.warns(registry.FusedKernelWarning, match="relu network's W1 gradient differs"):
-        assert FusedStep.plan(TwoLayerNet(6, 5, 3, device=be)) is None
+        assert plan(TwoLayerNet(6, 5, 3, device=be)) is None
     assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the device"
 
 

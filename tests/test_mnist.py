@@ -1,6 +1,6 @@
 """The slides' experiment on the real MNIST: about 97% test accuracy with the default settings.
 
-Needs the four MNIST files in the folder XPNET_MNIST_DIR names (.ci/run points it at the shared
+Needs the four MNIST files in the folder XPNET_DATA_DIR names (.ci/run points it at the shared
 copy); skipped, with the reason, elsewhere.
 """
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import HAS_STRICT, HAS_TORCH, mnist_dir
 
-from xpnet.data.datasets import load_dataset
+from xpnet.data import load_dataset
 from xpnet.training import TrainConfig, Trainer
 from xpnet.training.evaluation import accuracy_of
 
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.mnist,
     pytest.mark.slow,
     pytest.mark.skipif(
-        mnist_dir() is None, reason="set XPNET_MNIST_DIR to a folder with the MNIST files"
+        mnist_dir() is None, reason="set XPNET_DATA_DIR to a folder with the MNIST files"
     ),
 ]
 

@@ -8,7 +8,7 @@ import xpnet
 from xpnet import MultiLayerNet, TwoLayerNet, max_relative_error, numerical_gradient
 from xpnet.backend import to_numpy
 from xpnet.errors import BackendError, ConfigError, LabelError, ShapeError
-from xpnet.fast import FusedStep
+from xpnet.fast import plan
 
 
 def small_batch(backend, rng, n=6, features=8, classes=4, dtype="float64"):
@@ -21,7 +21,7 @@ def gradients(net, x, t, path):
     """The gradients by the layers (the book's `gradient`) or by the fused step."""
     if path == "layers":
         return net.gradient(x, t)
-    step = FusedStep.plan(net)
+    step = plan(net)
     if step is None:
         pytest.skip(f"{net.backend.name} has no fused kernels")
     step.forward_backward(x, t)

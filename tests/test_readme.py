@@ -1,7 +1,7 @@
 """Every Python block of README.md runs, so the README cannot drift from the code.
 
 Blocks of `>>>` lines are checked as doctests (their printed output too); other blocks are executed
-as written in a temporary folder. Blocks that load MNIST run on the real files when XPNET_MNIST_DIR
+as written in a temporary folder. Blocks that load MNIST run on the real files when XPNET_DATA_DIR
 names them (slow) and, always, on a small stand-in of MNIST's shape built from the offline digits.
 """
 
@@ -59,7 +59,7 @@ def test_script_block_runs_as_written(block, tmp_path, monkeypatch):
 
 def _mnist_stand_in(normalize=True, flatten=True, one_hot_label=False, data_dir=None):
     """load_mnist's interface and shapes, filled with the 8x8 digits padded to 28x28 (offline)."""
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     d = load_dataset("digits", progress=False)
 
@@ -100,7 +100,7 @@ def test_mnist_block_without_mnist_fails_with_one_clear_line(block, tmp_path, mo
 @pytest.mark.slow
 @pytest.mark.mnist
 @pytest.mark.skipif(
-    mnist_dir() is None, reason="set XPNET_MNIST_DIR to a folder with the MNIST files"
+    mnist_dir() is None, reason="set XPNET_DATA_DIR to a folder with the MNIST files"
 )
 @pytest.mark.parametrize("block", NEEDS_MNIST, ids=lambda b: b.strip().splitlines()[0][:40])
 def test_mnist_block_on_real_mnist(block, tmp_path, monkeypatch, capsys):

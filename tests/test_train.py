@@ -387,7 +387,7 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
     """On NumPy the Trainer gathers uint8 codes and normalizes each batch: the same weights."""
     import dataclasses
 
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     pytest.importorskip("sklearn")
     data = load_dataset("digits")
@@ -409,7 +409,7 @@ def test_training_on_uint8_codes_gives_the_same_bits_as_on_floats(backend):
 
 def test_features_changed_after_loading_are_trained_on_as_they_are():
     """The codes are derived from x_train, so a changed x_train is never replaced by stale codes."""
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
     from xpnet.training.placement import uint8_codes
 
     pytest.importorskip("sklearn")

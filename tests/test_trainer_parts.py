@@ -129,7 +129,7 @@ def test_a_checkpoint_of_the_flat_house_loads_and_this_trainer_gives_its_very_nu
     The same run now must give bit-identical weights, buffers, dropout state and log lines, and
     resume from the old file."""
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     digits = load_dataset("digits")
     old = load_checkpoint(DATA / "v1-mlp-digits-checkpoint.npz")
@@ -155,7 +155,7 @@ def test_a_checkpoint_of_the_flat_house_loads_and_this_trainer_gives_its_very_nu
 
 def test_a_cnn_checkpoint_of_the_flat_house_resumes(tmp_path):
     pytest.importorskip("sklearn")
-    from xpnet.data.datasets import load_dataset
+    from xpnet.data import load_dataset
 
     trainer = Trainer.resume(DATA / "v1-simple-cnn-digits-checkpoint.npz", load_dataset("digits"),
                              out=tmp_path, overrides={"iters": 6}, verbose=False)  # fmt: skip
@@ -216,8 +216,11 @@ def test_writers_run_in_one_process_only():
     trainer = Trainer(config(batch_size=20), blobs(), "/nonexistent/never-written", verbose=True,
                       comm=Rank1(), callbacks=[Recorder(one_process=True), Recorder()])  # fmt: skip
     kinds = [type(c).__name__ for c in trainer.callbacks]
-    assert "Checkpointer" not in kinds and "MetricsFile" not in kinds and "Console" not in kinds
+    assert "MetricsFile" not in kinds and "Console" not in kinds and "RunRecord" not in kinds
     assert kinds.count("Recorder") == 1 and "Evaluation" in kinds
+    # every process takes part in each checkpoint at the same step; rank 0 alone writes it
+    # (tests/test_mpi.py: test_only_rank_0_writes_but_every_process_saves_at_the_same_steps)
+    assert "Checkpointer" in kinds
 
 
 def test_a_bad_update_just_before_a_log_line_never_becomes_the_checkpoint(tmp_path):
@@ -384,3 +387,42 @@ def test_batch_norm_on_batches_of_one_is_refused_before_any_work(tmp_path, capsy
 def test_epochs_beyond_any_run_are_refused():
     with pytest.raises(ConfigError, match="more updates than any run can make"):
         Trainer(config(epochs=1e300), blobs(), None, verbose=False)
+
+
+# -- slow or surprising runs announced -----------------------------------------------------------
+
+
+def test_a_long_run_says_how_long_it_will_take_once(monkeypatch, capsys):
+    from xpnet.training.writers import Forecast
+
+    monkeypatch.setattr(Forecast, "MEASURE", 0.0)
+    monkeypatch.setattr(Forecast, "ANNOUNCE", 0.0)
+    Trainer(config(), blobs(), None, progress=False).run()
+    out = capsys.readouterr().out.splitlines()
+    forecasts = [line for line in out if line.startswith("forecast: about ")]
+    assert len(forecasts) == 1 and " a step, 3 evaluations of " in forecasts[0]
+    assert out.index(forecasts[0]) == 1  # after the first line, before the second
+    monkeypatch.setattr(Forecast, "ANNOUNCE", 3600.0)  # a short run says nothing
+    Trainer(config(), blobs(), None, progress=False).run()
+    assert "forecast" not in capsys.readouterr().out
+
+
+def test_eval_samples_measures_the_first_n_until_the_last_line(tmp_path):
+    trainer = Trainer(config(eval_samples=50), blobs(), tmp_path, verbose=False)
+    trainer.run()
+    *lines, last = trainer.history
+    assert all(r["evaluated_on"] == 50 for r in lines) and "evaluated_on" not in last
+    full = Trainer(config(), blobs(), None, verbose=False)
+    full.run()
+    assert last["test_acc"] == full.history[-1]["test_acc"]
+    # the first 50 of 200 test samples: accuracies in steps of 1/50
+    assert all(round(r["test_acc"] * 50, 9).is_integer() for r in lines)
+
+
+def test_the_done_line_names_the_dataset(tmp_path, capsys):
+    from xpnet.apps.train import main
+
+    pytest.importorskip("sklearn")
+    assert main(["--dataset", "digits", "--iters", "5", "--no-plot", "--no-progress",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    assert "done: digits test accuracy " in capsys.readouterr().out

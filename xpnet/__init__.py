@@ -6,7 +6,7 @@ edge: the command line, the data loaders, network constructors) picks a device.
 """
 
 from .backend import Backend, Random, resolve, to_numpy
-from .data.datasets import Dataset, load_dataset, load_mnist
+from .data import Dataset, load_dataset, load_mnist
 from .errors import XpnetError
 from .nn.functions import (
     cross_entropy_error,

@@ -45,6 +45,16 @@ fraction = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_int = _argument(int, lambda v: 0 <= v < 2**63, "an integer >= 0")
 
 
+def add_runner_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to run")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="start a local Dask cluster of N single-threaded worker processes "
+                   '(needs pip install "xpnet[distributed]")')  # fmt: skip
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on an existing Dask cluster (workers need xpnet and the data); "
+                   "default: everything in this process")  # fmt: skip
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
@@ -52,6 +62,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def say(line: str) -> None:
     """Print to stdout; a closed pipe or full device stops the printing, never the run."""
     safe_print(line)
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status `run_command` gives a command that raised `error`."""
+    if isinstance(error, Interrupted):
+        return 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if isinstance(error, ConfigError):
+        return 2
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) else 1
+    return 1
 
 
 def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:

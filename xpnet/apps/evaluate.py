@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..backend import BACKENDS, DEVICES
-from ..data.datasets import DATASETS
+from ..data import DATASETS
 from ..errors import ConfigError
 from ..fileio import atomic_write_text, check_writable
 from ..nn.precision import FORMATS

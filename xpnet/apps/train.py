@@ -13,179 +13,27 @@ printing, says so once on stderr, and goes on training and saving: its files are
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
 from pathlib import Path
 
-from ..backend import BACKENDS, DEVICES, DTYPES, resolve
-from ..data.datasets import DATASETS
+from ..backend import resolve
 from ..errors import ConfigError, XpnetError
-from ..nn.layers import ACTIVATIONS
 from ..training.checkpoint import load_checkpoint
-from ..training.config import MODELS, TrainConfig, resumed_config
+from ..training.config import TrainConfig, resumed_config
 from ..training.runs import RunFolder, same_folder
 from ..training.trainer import Trainer
 from .common import (
-    fraction,
-    non_negative_float,
-    positive_float,
-    positive_int,
+    exit_status,
     run_command,
     say,
-    seed_int,
 )
-
-DATASET_CHOICES = ("auto", *DATASETS)
-
-
-def init_value(text: str):
-    """--init: a number (compared by value on --resume, so "0.01" equals 0.01) or a name."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-# what the run writes into its folder; --overwrite removes them first, so nothing stale remains
-OUTPUT_FILES = (
-    "config.json", "metrics.jsonl", "model.npz", "checkpoint.npz", "curves.png",
-    "events.out.tfevents.*",
-)  # fmt: skip
-
-
-def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
-    d = TrainConfig()
-    from ..nn.optimizers import OPTIMIZERS
-
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Train a network with hand-written backprop (xpnet). The defaults reproduce "
-        "the slides: a 784-50-10 ReLU net, SGD lr 0.1, batch 100, 10,000 iterations on MNIST (about "
-        "97%% test accuracy, seconds on a CPU). --model simple-cnn and deep-cnn train the book's "
-        "chapter 7 and 8 convolutional networks (Adam lr 0.001; 98.9%% and 99.4%% after 20 epochs, "
-        "minutes to an hour on a CPU).",
-        epilog="Outputs go to --out: config.json (what ran, as it took effect), metrics.jsonl (one "
-        "line per epoch, the last the final result), curves.png, checkpoint.npz (for --resume) and "
-        "model.npz (the trained model, loadable on any backend with xpnet.load_model).",
-    )
-    g = p.add_argument_group("where to run")
-    g.add_argument("--device", choices=DEVICES, default=None,
-                   help="auto: the GPU when CuPy sees one, else the CPU; cuda without a GPU warns "
-                   "and falls back to the CPU (default: auto)")  # fmt: skip
-    g.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="array library (default: cupy for cuda, numpy for cpu)")  # fmt: skip
-    g.add_argument(
-        "--dtype", choices=DTYPES, default=None, help=f"floating dtype (default: {d.dtype})"
-    )
-    g.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
-                   help="run every step through the layers themselves (the book's code), not "
-                   "the fused kernels of xpnet.fused; the same numbers up to rounding, slower")  # fmt: skip
-
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
-                   help="auto: MNIST if it is on disk or can be downloaded, else scikit-learn's "
-                   "offline 8x8 digits (with a notice); naming mnist never falls back (default: auto)")  # fmt: skip
-    g.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder holding the dataset files (it must exist); default: $XPNET_DATA_DIR, "
-                   "else ~/.cache/xpnet, where missing files are downloaded")  # fmt: skip
-
-    g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODELS, default=None,
-                   help="mlp: fully connected (the slides'); simple-cnn, deep-cnn: the book's chapter 7 "
-                   "convolutional networks (default optimizer for these: adam, lr 0.001) (default: mlp)")  # fmt: skip
-    g.add_argument("--batchnorm", action="store_const", const=True, default=None,
-                   help="batch normalization before each hidden activation (mlp, deep-cnn)")  # fmt: skip
-    g.add_argument("--dropout", type=fraction, default=None, metavar="RATIO",
-                   help="dropout ratio after each hidden activation (default: 0; deep-cnn: 0.5)")  # fmt: skip
-    g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N", default=None,
-                   help="hidden layer sizes, e.g. --hidden 100 100 100 (default: 50; the CNNs' Affine: "
-                   "100 for simple-cnn, 50 for deep-cnn)")  # fmt: skip
-    g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
-                   help=f"hidden activation (default: {d.activation})")  # fmt: skip
-    g.add_argument("--init", type=init_value, default=None, metavar="STD|NAME",
-                   help="initial weight std (a number) or xavier, lecun, glorot, he (default: 0.01)")  # fmt: skip
-
-    g = p.add_argument_group("training")
-    g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
-                   help=f"update rule (default: {d.optimizer})")  # fmt: skip
-    g.add_argument(
-        "--lr",
-        type=positive_float,
-        default=None,
-        help="learning rate (default: 0.1, the slides', for sgd; the optimizer's own otherwise: "
-        "0.01 for momentum, nesterov, adagrad, rmsprop; 0.001 for adam, adamw)",
-    )
-    g.add_argument("--weight-decay", type=non_negative_float, default=None, metavar="LAMBDA",
-                   help="L2 penalty λ: adds ½·λ·Σ‖W‖² to the loss (default: 0)")  # fmt: skip
-    g.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"minibatch size (default: {d.batch_size})",
-    )
-    length = g.add_mutually_exclusive_group()
-    length.add_argument(
-        "--iters",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"number of updates (default: {d.iters})",
-    )
-    length.add_argument(
-        "--epochs",
-        type=positive_float,
-        default=None,
-        metavar="E",
-        help="number of epochs (instead of --iters)",
-    )
-    g.add_argument(
-        "--seed",
-        type=seed_int,
-        default=None,
-        metavar="S",
-        help="seed for initial weights and sample order (default: 0)",
-    )
-    g.add_argument("--log-every", type=positive_int, default=None, metavar="N",
-                   help="iterations between log lines (default: one epoch)")  # fmt: skip
-
-    g = p.add_argument_group("output and checkpoints")
-    g.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder, new or empty (default: a new folder under runs/; with --resume, "
-                   "the checkpoint's folder)")  # fmt: skip
-    g.add_argument("--overwrite", action="store_true",
-                   help="let --out name a folder that holds another run, replacing its outputs")  # fmt: skip
-    g.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
-                   help="also write checkpoint.npz every N iterations (default: at every log line)")  # fmt: skip
-    g.add_argument("--resume", metavar="CHECKPOINT", default=None,
-                   help="continue the run saved in CHECKPOINT (runs/X/checkpoint.npz, or the folder runs/X)")  # fmt: skip
-    g.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
-    g.add_argument("--no-plot", action="store_true", help="do not write curves.png")
-    g.add_argument("--tensorboard", action="store_true",
-                   help="also log loss and accuracies for TensorBoard into the output folder "
-                   "(`tensorboard --logdir runs`); needs pip install 'xpnet[tensorboard]'")  # fmt: skip
-    g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    return p
-
-
-def _config_from_args(args) -> dict:
-    """The options the user actually gave, as TrainConfig fields."""
-    given = {
-        k: getattr(args, k)
-        for k in ("device", "backend", "dtype", "dataset", "data_dir", "model", "batchnorm", "dropout", "hidden", "activation", "init",
-                  "optimizer", "lr", "weight_decay", "batch_size", "iters", "epochs", "seed", "log_every",
-                  "checkpoint_every", "fused")
-        if getattr(args, k) is not None
-    }  # fmt: skip
-    if "epochs" in given:
-        given["iters"] = TrainConfig.iters
-    return given
+from .train_options import OUTPUT_FILES, build_parser, config_from_args
 
 
 def _load_data(config: TrainConfig, progress):
-    from ..data.datasets import load_dataset
+    from ..data import load_dataset
 
     return load_dataset(config.dataset, config.data_dir, progress=progress)
 
@@ -203,8 +51,23 @@ def _resume_path(text: str) -> Path:
 
 
 def run(args) -> int:
-    given = _config_from_args(args)
-    progress = False if args.no_progress else None
+    from ..parallel.mpi import launched
+
+    if not launched():  # one process: MPI is never imported
+        return _run(args, None)
+    from ..parallel.mpi import start
+
+    comm = start()
+    if comm is None:  # mpiexec -n 1
+        return _run(args, None)
+    with comm.guard(debug=args.debug):
+        return _run(args, comm)
+
+
+def _run(args, comm) -> int:
+    """The command in one process (comm None) or in each process of a data-parallel run."""
+    given = config_from_args(args)
+    progress = False if args.no_progress or (comm is not None and comm.rank) else None
     ckpt = None
     resume = _resume_path(args.resume) if args.resume else None
     if resume is not None:
@@ -213,6 +76,8 @@ def run(args) -> int:
     else:
         config = TrainConfig(**given)
     config.validate()
+    if comm is not None:  # --batch-size is the global batch, shared evenly
+        comm.check_batch(config.batch_size, resuming=resume is not None)
     if args.tensorboard:  # fail before any work, naming the extra to install
         try:
             import tensorboardX  # noqa: F401
@@ -222,20 +87,35 @@ def run(args) -> int:
             ) from None
 
     t_start = time.perf_counter()
-    be = resolve(config.device, config.backend)
+    if comm is None:
+        be = resolve(config.device, config.backend)
+    else:  # each process on a GPU of its own where there are enough
+        be = resolve(comm.rank_device(config.device, config.backend), config.backend)
+        comm.limit_threads(be.name)
     # made (or checked) before the data is loaded, so a bad --out costs no time
     out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
     resuming_here = resume is not None and out is not None and same_folder(out, resume.parent)
-    with RunFolder(
-        out, reuse=resuming_here, overwrite=args.overwrite, outputs=OUTPUT_FILES
-    ) as folder:
-        dataset = _load_data(config, progress)
-        if dataset.notice:
-            print(f"notice: {dataset.notice}", file=sys.stderr)
-        out = out if out is not None else folder.new("runs", dataset.name)
-        trainer = Trainer(
-            config, dataset, out, progress=progress, backend=be, tensorboard=args.tensorboard
-        )
+    with contextlib.ExitStack() as stack:
+
+        def prepare():
+            folder = stack.enter_context(RunFolder(out, reuse=resuming_here,
+                                                   overwrite=args.overwrite, outputs=OUTPUT_FILES))  # fmt: skip
+            dataset = _load_data(config, progress)
+            if dataset.notice:
+                print(f"notice: {dataset.notice}", file=sys.stderr)
+            return folder, dataset, out if out is not None else folder.new("runs", dataset.name)
+
+        if comm is None:
+            folder, dataset, out = prepare()
+        else:
+            folder, dataset, out = _prepare_on_root(comm, prepare, config)
+        parallel = []
+        if comm is not None:
+            from ..parallel.allreduce import DataParallel
+
+            parallel = [DataParallel(comm)]
+        trainer = Trainer(config, dataset, out, progress=progress, backend=be,
+                          tensorboard=args.tensorboard, comm=comm, callbacks=parallel)  # fmt: skip
         if ckpt is not None:
             trainer.load_state_dict(ckpt)
         if trainer.finished:
@@ -246,9 +126,28 @@ def run(args) -> int:
                 f"To train further, resume with a larger --iters or --epochs"
             )
             return 0
+        how = parallel[0].plan(trainer) if parallel else None  # every process takes part
         _header(trainer, be, resume, out)
-        folder.commit()  # the run starts: what --overwrite replaces is gone now
+        for line in comm.header(config.batch_size, how) if comm is not None else ():
+            say(line)
+        if folder is not None:
+            folder.commit()  # the run starts: what --overwrite replaces is gone now
         return _train(trainer, args, out, resume, t_start)
+
+
+def _prepare_on_root(comm, prepare, config):
+    """Rank 0 makes the run folder and loads (or downloads) the data first; the others learn the
+    folder from it and then load the data themselves, or exit as it does when it fails."""
+    held = []
+
+    def first() -> str:
+        held[:] = prepare()
+        return str(held[2])
+
+    out = Path(comm.on_root(first, exit_status))
+    if comm.rank == 0:
+        return held
+    return None, _load_data(config, False), out
 
 
 def _header(trainer, be, resume, out) -> None:
@@ -268,16 +167,16 @@ def _header(trainer, be, resume, out) -> None:
 
 
 def _train(trainer, args, out: Path, resume, t_start: float) -> int:
-    plotted = False
+    plotted, plot = False, not args.no_plot and trainer.comm.rank == 0
     try:
         record = trainer.run()
     except BaseException:
         # the curves so far help explain a failure, but a failing plot must not hide the first error
-        if not args.no_plot and trainer.history:
+        if plot and trainer.history:
             with contextlib.suppress(Exception):
                 _plot(trainer, out)
         raise
-    if not args.no_plot and trainer.history:
+    if plot and trainer.history:
         plotted = _plot(trainer, out)
     wall = time.perf_counter() - t_start
     timing = (
@@ -285,9 +184,13 @@ def _train(trainer, args, out: Path, resume, t_start: float) -> int:
         if resume is None
         else f"{wall:.1f} s in this session; {record['seconds']:.1f} s of training in all sessions"
     )
+    # the dataset named here too: a fallback to the digits must not scroll away unseen
+    data = trainer.dataset.name + (
+        " (the fallback, see the notice above)" if trainer.dataset.notice else ""
+    )
     say(
-        f"done: test accuracy {record['test_acc']:.4f}, train accuracy {record['train_acc']:.4f} "
-        f"after {trainer.total_iters} iterations; {timing}"
+        f"done: {data} test accuracy {record['test_acc']:.4f}, train accuracy "
+        f"{record['train_acc']:.4f} after {trainer.total_iters} iterations; {timing}"
     )
     files = ["config.json", "metrics.jsonl", "model.npz", "checkpoint.npz"]
     files += ["curves.png"] if plotted else []

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..backend import BACKENDS, DEVICES, DTYPES
-from ..data.datasets import DATASETS
+from ..data import DATASETS
 from ..errors import ConfigError, XpnetError
 from ..experiments.visualize import (
     activation_outputs,

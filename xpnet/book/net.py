@@ -136,13 +136,13 @@ class BookNetwork:
         """The book's batched accuracy of its CNNs: int(N / batch_size) whole batches are counted
         and the count divided by N. Where N is not a multiple of batch_size the remainder is never
         predicted but still counted as wrong: the book's behaviour, kept."""
-        batch_size = int(batch_size)
-        whole = int(x.shape[0] / batch_size) * batch_size
+        batch_size, n = int(batch_size), x.shape[0]
+        whole = int(n / batch_size) * batch_size
         count = 0
         if whole:
-            x, t = self._x(x)[:whole, ...], self._t(t)[:whole, ...]
-            count = int(self.net.count_correct(x, t, batch_size))
-        return np.float64(count / x.shape[0])
+            xs, ts = self._x(x)[:whole, ...], self._t(t)[:whole, ...]
+            count = int(self.net.count_correct(xs, ts, batch_size))
+        return np.float64(count / n)
 
     # -- the book's weights ---------------------------------------------------------------------
 

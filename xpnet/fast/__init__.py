@@ -24,26 +24,42 @@ has it, and ``self_check`` at run time before compiled kernels are first used on
 with itself. There is no generic version of the kernels: on other backends (array_api_strict,
 unknown ones) the layers themselves run.
 
+A convolutional network (Convolution → ReLU → 2×2 max pooling … → Affine → SoftmaxWithLoss) gets
+a ``ConvStep`` (conv_step.py) on NumPy: each Convolution → ReLU (→ pooling) is one block
+(conv_numpy.py: ReLU after the pooling, which commutes with it, on a quarter of the values), the
+fully connected layers run as above, and the work is split by samples over worker threads
+(threads.py; XPNET_THREADS sets their number). Its loss and gradients are the layers' own, bit for
+bit (tests/test_fast_conv.py). ``plan(net)`` returns whichever step fits the network, or None.
+
+By hand (the book's loop: ``net.gradient`` then ``optimizer.update``), ``install(net, optimizer)``
+puts the step on the network and the fused kernels in the optimizer (install.py).
+
 Modules: registry.py (which kernels a namespace and device get: ``kernels_for``,
-``optimizer_kernel``), step.py (``FusedStep``), check.py (``self_check``).
+``optimizer_kernel``), step.py (``FusedStep``), conv_step.py (``ConvStep``), conv_numpy.py
+(NumPy's convolution block), threads.py (the worker threads), install.py (``install``, ``uninstall``),
+check.py (``self_check``).
 """
 
-from .check import CHECKS, self_check
+from .check import CHECKS, fixed_kernels, self_check
+from .conv_step import ConvStep
+from .install import install, uninstall
 from .kernels_cupy import CupyKernels
 from .kernels_numpy import NumpyKernels
 from .kernels_torch import TorchKernels
 from .registry import (
     FusedKernelWarning,
-    fixed_kernels,
     fused_enabled,
     kernels_for,
     optimizer_kernel,
+    plan,
 )
 from .step import ACTIVATION_NAMES, FusedStep
+from .threads import set_threads
 
 __all__ = [
     "ACTIVATION_NAMES",
     "CHECKS",
+    "ConvStep",
     "CupyKernels",
     "FusedKernelWarning",
     "FusedStep",
@@ -51,7 +67,11 @@ __all__ = [
     "TorchKernels",
     "fixed_kernels",
     "fused_enabled",
+    "install",
     "kernels_for",
     "optimizer_kernel",
+    "plan",
     "self_check",
+    "set_threads",
+    "uninstall",
 ]

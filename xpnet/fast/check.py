@@ -1,6 +1,7 @@
 """self_check: the fused kernels against the layers and the optimizers' plain rules, at run time.
 
-The compiled CuPy kernels are built on the user's GPU, so the registry runs this once per
+The compiled CuPy kernels are built on the user's GPU, so the registry (which imports this
+module; this one imports no lookup) runs this once per
 (device, dtype, use) before their first use; the tests run it on every backend that has kernels.
 """
 
@@ -9,14 +10,18 @@ from __future__ import annotations
 from ..backend import DTYPES, Backend, dtype_name
 from ..nn.mlp import MultiLayerNet
 from ..nn.optimizers import SGD, Adam, AdamW
-from .registry import fixed_kernels, kernels_for
 from .step import FusedStep
 
 #: what self_check covers: an activation's step kernels, or an optimizer kernel
 CHECKS = ("relu", "sigmoid", "tanh", "sgd", "adam")
 
 
-def self_check(be: Backend, kernels=None, dtype=None, uses=CHECKS) -> str | None:
+def fixed_kernels(kernels):
+    """An optimizer's ``kernels`` that always uses this kernels object (self_check, replays)."""
+    return lambda use, like: getattr(kernels, use, None)
+
+
+def self_check(be: Backend, kernels, dtype=None, uses=CHECKS) -> str | None:
     """Compare the fused path with the layers on random networks; None when all agree.
 
     For each activation in `uses`: more rows and more classes than a CUDA block has threads,
@@ -29,8 +34,6 @@ def self_check(be: Backend, kernels=None, dtype=None, uses=CHECKS) -> str | None
     """
     import numpy
 
-    if kernels is None:
-        kernels = kernels_for(be.xp, be.device)
     if kernels is None:
         return None
     unknown = set(uses) - set(CHECKS)

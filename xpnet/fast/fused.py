@@ -5,16 +5,16 @@ kernels_numpy.py, kernels_torch.py and kernels_cupy.py (with softmax_xent.cu), t
 registry.py, FusedStep in step.py and self_check in check.py. New code imports from xpnet.fast.
 """
 
-from .check import CHECKS, self_check
+from .check import CHECKS, fixed_kernels, self_check
 from .kernels_cupy import CupyKernels
 from .kernels_numpy import NumpyKernels
 from .kernels_torch import TorchKernels
 from .registry import (
     FusedKernelWarning,
-    fixed_kernels,
     fused_enabled,
     kernels_for,
     optimizer_kernel,
+    plan,
 )
 from .step import ACTIVATION_NAMES, FusedStep
 
@@ -30,5 +30,6 @@ __all__ = [
     "fused_enabled",
     "kernels_for",
     "optimizer_kernel",
+    "plan",
     "self_check",
 ]

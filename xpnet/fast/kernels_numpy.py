@@ -8,6 +8,12 @@ kernels with them, never with themselves.
 
 from __future__ import annotations
 
+from .conv_numpy import ConvBlock
+from .threads import workers
+
+#: parameters of at least this many elements are updated by all the worker threads, by ranges
+SPLIT_UPDATE = 100_000
+
 
 class NumpyKernels:
     """NumPy: in place and with ``out=``, to save temporaries and passes over memory.
@@ -74,9 +80,24 @@ class NumpyKernels:
 
     sgd = None  # p -= lr·g is already one pass with one temporary
 
+    def conv_block(self, conv, pool: bool, workers):
+        """Convolution → ReLU (→ 2×2 max pooling) as one step (conv_numpy.py)."""
+        return ConvBlock(conv, pool, workers)
+
     def adam(self, p, g, m, v, beta1, beta2, step_size, root_correction, eps, shrink):
         """Adam's update in place, in the order of optimizers.Adam's own code (the same bits),
-        with one scratch array where that code makes four temporaries."""
+        with one scratch array where that code makes four temporaries; a large parameter is
+        updated by the worker threads, each on its own range of elements."""
+        w = workers()
+        arrays = (p, g, m, v)
+        if w.n == 1 or p.size < SPLIT_UPDATE or not all(a.flags.c_contiguous for a in arrays):
+            self._adam(p, g, m, v, beta1, beta2, step_size, root_correction, eps, shrink)
+            return
+        flat = [a.reshape(-1) for a in arrays]  # views: the arrays are contiguous
+        factors = (beta1, beta2, step_size, root_correction, eps, shrink)
+        w.run(lambda r: self._adam(*(a[r[0] : r[1]] for a in flat), *factors), w.parts(p.size))
+
+    def _adam(self, p, g, m, v, beta1, beta2, step_size, root_correction, eps, shrink):
         np = self.np
         if shrink != 1.0:
             p *= shrink

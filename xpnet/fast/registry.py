@@ -15,9 +15,11 @@ from array_api_compat import device as device_of
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
 from ..backend import DTYPES, Backend, dtype_name, namespace_of
+from . import check
 from .kernels_cupy import CupyKernels
 from .kernels_numpy import NumpyKernels
 from .kernels_torch import TorchKernels
+from .step import FusedStep
 
 #: (namespace, device key) -> kernels object, or None where a self-check failed
 _KERNELS: dict = {}
@@ -83,8 +85,6 @@ def kernels_for(xp, device=None, dtype=None, uses=()):
     if not todo:
         kernels.verified.update((dtype, use) for use in uses)
         return kernels
-    from . import check  # which imports this module: imported when first needed
-
     # the self-check runs the optimizers, which ask for these kernels: until it is done they
     # get none (the plain rules), so the check never recurses into itself
     _KERNELS[key] = None
@@ -114,11 +114,6 @@ def optimizer_kernel(use: str, like):
     return getattr(kernels, use, None) if kernels is not None else None
 
 
-def fixed_kernels(kernels):
-    """An optimizer's ``kernels`` that always uses this kernels object (self_check, replays)."""
-    return lambda use, like: getattr(kernels, use, None)
-
-
 def _factory(xp):
     """The kernels class for a namespace (called with a device key), or None."""
     if is_numpy_namespace(xp):
@@ -128,3 +123,13 @@ def _factory(xp):
     if is_cupy_namespace(xp):
         return CupyKernels
     return None
+
+
+def plan(net):
+    """`net`'s fused step with its backend's checked kernels, or None (no kernels there,
+    XPNET_FUSED=0, or layers of another form: then the layers run)."""
+    uses = FusedStep.uses(net)
+    if uses is None:
+        return None
+    be = net.backend
+    return FusedStep.plan(net, kernels_for(be.xp, be.device, net.dtype, uses))

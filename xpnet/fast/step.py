@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..backend import namespace_of
+from ..nn.conv import Convolution
 from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
-from .registry import kernels_for
+from .conv_step import ConvStep
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 
@@ -23,28 +24,47 @@ class FusedStep:
         self.affines = affines
         self.activations = activations
         self.kernels = kernels
+        self.classes = affines[-1].W.shape[1]
 
-    @classmethod
-    def plan(cls, net, kernels=None) -> FusedStep | None:
-        """A FusedStep for `net`, or None when its layers are not of the supported form or its
-        backend has no kernels."""
+    @staticmethod
+    def uses(net) -> list[str] | None:
+        """The activations `net`'s fast step needs kernels for, or None when it has none: its
+        layers are neither Affine → act → … → Affine → SoftmaxWithLoss nor a convolutional
+        network ending in SoftmaxWithLoss (ConvStep.plan then decides what it can run)."""
         layers = list(net.layers.values())
-        if type(net.last_layer) is not SoftmaxWithLoss or len(layers) % 2 == 0:
+        if type(net.last_layer) is not SoftmaxWithLoss:
             return None
         if net.last_layer.delta:  # the book's guarded loss: the kernels compute the exact one
             return None
-        affines, activations = layers[0::2], layers[1::2]
-        if not all(type(a) is Affine for a in affines):
+        if FusedStep._dense(layers):
+            return sorted({ACTIVATION_NAMES[type(a)] for a in layers[1::2]})
+        if any(type(layer) is Convolution for layer in layers):
+            return sorted(
+                {ACTIVATION_NAMES[type(a)] for a in layers if type(a) in ACTIVATION_NAMES}
+            )
+        return None
+
+    @staticmethod
+    def _dense(layers) -> bool:
+        return (
+            len(layers) % 2 == 1
+            and all(type(a) is Affine for a in layers[0::2])
+            and all(type(a) in ACTIVATION_NAMES for a in layers[1::2])
+        )
+
+    @classmethod
+    def plan(cls, net, kernels):
+        """The fast step for `net` with `kernels`: a FusedStep for a fully connected stack, a
+        ConvStep (conv_step.py) for a convolutional network whose kernels have a convolution
+        block, or None (no kernels, or layers of another form: then the layers run).
+        xpnet.fast.plan(net) finds the backend's kernels."""
+        if kernels is None or cls.uses(net) is None:
             return None
-        if not all(type(a) in ACTIVATION_NAMES for a in activations):
-            return None
-        names = [ACTIVATION_NAMES[type(a)] for a in activations]
-        if kernels is None:
-            be = net.backend
-            kernels = kernels_for(be.xp, be.device, net.dtype, sorted(set(names)))
-        if kernels is None:
-            return None
-        return cls(net, affines, names, kernels)
+        layers = list(net.layers.values())
+        if not cls._dense(layers):
+            return ConvStep.plan(net, kernels)
+        names = [ACTIVATION_NAMES[type(a)] for a in layers[1::2]]
+        return cls(net, layers[0::2], names, kernels)
 
     def _hidden(self, x) -> list:
         """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""
@@ -65,7 +85,7 @@ class FusedStep:
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""
         net = self.net
         if t.ndim != 1:  # one-hot rows: the layers handle them
-            return net.forward_backward(x, t, check=False)
+            return net.forward_backward(x, t, check=False, layers=True)
         k = self.kernels
         outputs = self._hidden(x)
         last = self.affines[-1]

@@ -93,9 +93,9 @@ class BatchNormalization(Layer):
         )
         self.dgamma = None
         self.dbeta = None
-        self.xn = None
-        self.inv_std = None
-        self.axes = None
+        self.xn = None  # pragma: no mutate - forward sets these before backward reads them
+        self.inv_std = None  # pragma: no mutate
+        self.axes = None  # pragma: no mutate
 
     def _layout(self, x):
         """The axes to reduce over and the shape that broadcasts a (C,) vector against x."""

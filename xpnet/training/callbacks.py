@@ -68,46 +68,62 @@ class LossMeter(Callback):
 
     The step losses stay on the device as 0-d arrays until the log line (no host sync per step).
     The sum and count of an unfinished interval are saved, so a run resumed mid-interval reports
-    the loss of one that was never stopped (to the rounding of float32 partial sums). At iteration 0 the loss is that of the first
-    batch before any update.
+    the loss of one that was never stopped (to the rounding of float32 partial sums). At iteration
+    0 the loss is that of the first batch before any update.
+
+    In a data-parallel run a step's loss is the mean of the processes' (each the mean over its
+    share of the global batch); the sums are added up once per log line, and the saved partial
+    sum is the whole run's, so any number of processes resumes it.
     """
 
     order = 10
 
     def __init__(self):
         self.losses: list = []  # device scalars since the last log line
-        self.carried = (0.0, 0)  # (sum, count) restored from a checkpoint
+        self.carried = (0.0, 0)  # (sum, count) of the whole run, restored from a checkpoint
+        self._at_save: tuple[float, int] | None = None  # so_far at the save under way
 
     def on_step_end(self, trainer, loss) -> None:
         self.losses.append(loss)
 
-    def so_far(self, trainer) -> tuple[float, int]:
+    def _local(self) -> tuple[float, int]:
         """Sum and count of this process's losses since the last log line (one host read)."""
-        total, count = self.carried
-        if self.losses:
-            xp = trainer.be.xp
-            total += float(xp.sum(xp.stack(self.losses)))
-            count += len(self.losses)
-        return total, count
+        if not self.losses:
+            return 0.0, 0
+        xp = array_namespace(self.losses[0])
+        return float(xp.sum(xp.stack(self.losses))), len(self.losses)
+
+    def so_far(self, trainer) -> tuple[float, int]:
+        """Sum and count of the steps' losses since the last log line, over all processes (a
+        reduction every process takes part in)."""
+        total, count = self._local()
+        size = trainer.comm.size
+        if size > 1:
+            total, count = trainer.comm.sum([total, count])
+            total, count = total / size, int(count) // size
+        return self.carried[0] + total, self.carried[1] + count
 
     def on_interval(self, trainer, record: dict) -> None:
         total, count = self.so_far(trainer)
         if count == 0:  # iteration 0: the loss of the first batch, before any update
             x, t = trainer.sampler.batch(0)
-            total, count = float(trainer.net.loss(x, t, train=False)), 1
-        total, count = trainer.comm.sum([total, count])
+            (total,), count = trainer.comm.sum([float(trainer.net.loss(x, t, train=False))]), 1
+            total /= trainer.comm.size
         record["loss"] = total / count
 
     def on_record(self, trainer, record: dict) -> None:
         self.losses.clear()
         self.carried = (0.0, 0)
 
+    def on_save(self, trainer) -> None:
+        self._at_save = self.so_far(trainer)
+
     def state_dict(self) -> dict:
-        total, count = self.carried
-        if self.losses:  # the same host read a log line makes, at a checkpoint only
-            xp = array_namespace(self.losses[0])
-            total += float(xp.sum(xp.stack(self.losses)))
-            count += len(self.losses)
+        if self._at_save is not None:  # the save under way: the whole run's partial sums
+            (total, count), self._at_save = self._at_save, None
+        else:  # the same host read a log line makes, at a checkpoint only
+            total, count = self._local()
+            total, count = self.carried[0] + total, self.carried[1] + count
         return {"loss_sum": total, "loss_count": count}
 
     def load_state_dict(self, state: dict) -> None:
@@ -172,6 +188,9 @@ class DivergenceGuard(Callback):
 class Evaluation(Callback):
     """Train and test accuracy at every log line, in chunks of the network's evaluation batch.
 
+    With `config.eval_samples` = N, every line but the last measures the first N samples of each
+    set (as the book's Trainer does; the record says so in "evaluated_on"), the last all of them.
+
     Between chunks it looks for a stop request, so a signal during a long evaluation is acted on
     at once (the unfinished line is dropped; the checkpoint is of the current step). In a
     data-parallel run each process counts its share of the rows and the counts are added once.
@@ -189,13 +208,16 @@ class Evaluation(Callback):
                 return net.predict(xb, train=False)
 
         chunk = net.eval_batch_size
-        counts = [
-            self.count_correct(trainer, predict, x, t, chunk)
-            for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))
-        ]
+        n = trainer.config.eval_samples
+        if trainer.iteration >= trainer.total_iters:
+            n = None  # the final line: the whole sets
+        sets = [(x[:n, ...], t[:n, ...]) for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))]
+        counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
         train, test = comm.sum([int(c) for c in counts])  # the host reads, once per set
-        record["train_acc"] = train / d.x_train.shape[0]
-        record["test_acc"] = test / d.x_test.shape[0]
+        record["train_acc"] = train / sets[0][0].shape[0]
+        record["test_acc"] = test / sets[1][0].shape[0]
+        if n is not None and n < max(d.x_train.shape[0], d.x_test.shape[0]):
+            record["evaluated_on"] = n
 
     @staticmethod
     def count_correct(trainer, predict, x, t, chunk: int) -> int:

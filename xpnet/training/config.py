@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int | None = None  # default: once per epoch (every few on small datasets)
     checkpoint_every: int | None = None  # default: at every log line
+    eval_samples: int | None = None  # log lines before the last measure the first N samples only
     fused: bool = True  # the fast path (xpnet.fast) where the backend has one; False: the layers
 
     def __post_init__(self):
@@ -106,6 +107,10 @@ class TrainConfig:
             (
                 self.checkpoint_every is None or self.checkpoint_every > 0,
                 f"checkpoint interval must be positive, got {self.checkpoint_every}",
+            ),
+            (
+                self.eval_samples is None or self.eval_samples > 0,
+                f"the evaluation sample count must be positive, got {self.eval_samples}",
             ),
         ]
         for ok, message in checks:

@@ -54,7 +54,7 @@ def load_test_set(ckpt: Checkpoint, dataset: str | None = None, data_dir=None):
 
     The images must fit the model (`check_fits`): a mismatch is a DataError naming both.
     """
-    from ..data.datasets import load_dataset
+    from ..data import load_dataset
 
     name = dataset or trained_on(ckpt)
     if not name:

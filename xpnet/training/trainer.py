@@ -23,7 +23,7 @@ import numpy as np
 
 from ..backend import Backend, resolve, synchronize
 from ..errors import ConfigError, XpnetError
-from ..fast.fused import FusedStep, optimizer_kernel
+from ..fast import optimizer_kernel, plan
 from ..nn.optimizers import make_optimizer
 from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter, StopRequested
 from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
@@ -40,6 +40,7 @@ from .placement import Sampler, to_device
 from .writers import (
     Checkpointer,
     Console,
+    Forecast,
     MetricsFile,
     ProgressBar,
     RunRecord,
@@ -73,7 +74,9 @@ def default_callbacks(
     callbacks = [StopSignals(), LossMeter(), DivergenceGuard(), Evaluation()]
     bar = ProgressBar(progress) if progress is not False else None
     callbacks += [bar] if bar is not None else []
-    callbacks += [Console(bar)] if verbose else []
+    if verbose:
+        console = Console(bar)
+        callbacks += [console, Forecast(console)]
     if out is not None:
         callbacks += [RunRecord(out), MetricsFile(out), Checkpointer(out, checkpoint_every)]
         callbacks += [TensorBoard(out)] if tensorboard else []
@@ -96,7 +99,7 @@ class Trainer:
         self.be = backend if backend is not None else resolve(config.device, config.backend)
         self.comm = comm if comm is not None else SingleProcess()
         self.data = to_device(dataset, self.be, config.dtype, images=config.model != "mlp")
-        n_train = self.data.x_train.shape[0]
+        self.n_train = n_train = self.data.x_train.shape[0]
         if config.batch_size > n_train:
             raise ConfigError(
                 f"batch size {config.batch_size} is larger than the training set ({n_train} samples)"
@@ -123,7 +126,7 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, lr=config.lr)
         # the fast path: the same step in fewer operations where the backend has kernels; it reads
         # and writes the layers' own arrays, so the network stays the one source of truth
-        self.fused = FusedStep.plan(self.net) if config.fused else None
+        self.fused = plan(self.net) if config.fused else None
         if config.fused:  # --no-fused: the optimizer's own rules too, not only the layers
             self.optimizer.kernels = optimizer_kernel
         self.out = Path(out) if out is not None else None
@@ -131,6 +134,9 @@ class Trainer:
         self.history: list[dict] = []
         self.elapsed = 0.0  # seconds of training (evaluation included) before this `run`
         self.stop_signal: int | None = None  # set by StopSignals, acted on between steps
+        # a signal this process received; in one process it is the stop signal at once, in a
+        # data-parallel run it stops every process at the step they agree on (comm)
+        self.pending_signal: int | None = None
         self._t0: float | None = None
         self.last_checkpoint: tuple[Path, int] | None = None  # (path, iteration) of the last save
         every = config.checkpoint_every
@@ -295,16 +301,22 @@ class Trainer:
         return state
 
     def save(self, path) -> Path:
-        """Write a checkpoint of the current step (every callback may refuse: non-finite weights)."""
+        """Write a checkpoint of the current step (every callback may refuse: non-finite weights).
+
+        In a data-parallel run every process calls it at the same step (the callbacks' `on_save`
+        may reduce over the processes) and rank 0 writes the file.
+        """
         for callback in self.callbacks:
             callback.on_save(self)
         config = {f: getattr(self.config, f) for f in self.config.__dataclass_fields__}
         # the dataset actually used ("digits" after an "auto" fallback), so a resume loads it
         config["dataset"] = self.dataset.name
-        path = save_checkpoint(path, self.net, self.optimizer, iteration=self.iteration,
-                               config=config, extra=self.state_dict())  # fmt: skip
-        self.last_checkpoint = (path, self.iteration)
-        return path
+        extra = self.state_dict()
+        if self.comm.rank == 0:
+            path = save_checkpoint(path, self.net, self.optimizer, iteration=self.iteration,
+                                   config=config, extra=extra)  # fmt: skip
+        self.last_checkpoint = (Path(path), self.iteration)
+        return Path(path)
 
     def load_state_dict(self, ckpt: Checkpoint) -> None:
         """Continue the run saved in `ckpt`, refusing one whose model, optimizer, seed, batch size

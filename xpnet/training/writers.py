@@ -27,7 +27,10 @@ CHECKPOINT_SECONDS = 600.0
 class StopSignals(Callback):
     """SIGINT and SIGTERM become `trainer.stop_signal`, acted on between steps (and between
     evaluation chunks), so a checkpoint is never half a step. A second SIGINT while a stop is
-    pending raises KeyboardInterrupt at once. Handlers are only installed in the main thread."""
+    pending raises KeyboardInterrupt at once. Handlers are only installed in the main thread.
+
+    In a data-parallel run a signal only becomes `trainer.pending_signal`: the processes stop
+    together at the step their communicator agrees on (xpnet.parallel), never one alone."""
 
     order = 0
 
@@ -39,9 +42,12 @@ class StopSignals(Callback):
             return
 
         def handler(signum, frame):
-            if trainer.stop_signal is not None and signum == signal.SIGINT:
+            stopping = trainer.stop_signal is not None or trainer.pending_signal is not None
+            if stopping and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            trainer.stop_signal = signum
+            trainer.pending_signal = signum
+            if trainer.comm.size == 1:
+                trainer.stop_signal = signum
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._saved[sig] = signal.signal(sig, handler)
@@ -98,10 +104,72 @@ class Console(Callback):
             f"{label} {record['iteration']:5d} / {trainer.total_iters} | loss {record['loss']:.4f} | "
             f"train acc: {record['train_acc']:.4f} test acc: {record['test_acc']:.4f}"
         )
+        if "evaluated_on" in record:
+            line += f" (first {record['evaluated_on']} samples)"
+        self.write(line)
+
+    def write(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line)
         else:
             safe_print(line)
+
+
+class Forecast(Callback):
+    """Says, once, how long a run will take when that is more than a minute: after the first
+    couple of seconds of steps, from their pace and the first evaluation's time (a CNN on a CPU,
+    a GPU run fallen back to the CPU, a long --epochs)."""
+
+    order = 25  # before the evaluation (30): its on_interval starts the evaluation's clock
+    one_process = True
+    #: seconds of steps measured before the forecast; runs shorter than this say nothing
+    MEASURE = 2.0
+    #: a run expected to end sooner than this (seconds) is not announced
+    ANNOUNCE = 60.0
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.start = None  # (clock, iteration) when the steps began
+        self.eval_seconds = 0.0
+        self.done = False
+
+    def on_fit_start(self, trainer) -> None:
+        if trainer.iteration > 0 and self.start is None:  # resumed: no first evaluation to time
+            self.start = (time.perf_counter(), trainer.iteration)
+
+    def on_interval(self, trainer, record: dict) -> None:
+        self._interval_t0 = time.perf_counter()
+
+    def on_record(self, trainer, record: dict) -> None:
+        if self.start is None and not self.done:  # the first line: its evaluation's time
+            self.eval_seconds = time.perf_counter() - self._interval_t0
+            self.start = (time.perf_counter(), trainer.iteration)
+
+    def on_step_end(self, trainer, loss) -> None:
+        if self.done or self.start is None or trainer.iteration % 8:
+            return
+        seconds = time.perf_counter() - self.start[0]
+        if seconds < self.MEASURE:
+            return
+        self.done = True
+        per_step = seconds / (trainer.iteration - self.start[1])
+        left = trainer.total_iters - trainer.iteration
+        lines = -(-left // trainer.log_every)
+        eta = per_step * left + self.eval_seconds * lines
+        if eta >= self.ANNOUNCE:
+            self.console.write(
+                f"forecast: about {_duration(eta)} more on {trainer.be.device} "
+                f"({per_step * 1e3:.3g} ms a step, {lines} evaluations of "
+                f"{self.eval_seconds:.2g} s)"
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 class RunRecord(Callback):
@@ -198,10 +266,12 @@ class Checkpointer(Callback):
 
     `trainer.save` asks every callback first (`on_save`): the divergence guard refuses
     non-finite weights, so the last checkpoint written is always a finite one.
+
+    Every process of a data-parallel run takes the same decisions (the clock of the time-based
+    checkpoint through `comm.any`) and calls `trainer.save` at the same steps; rank 0 writes.
     """
 
     order = 85
-    one_process = True
 
     def __init__(self, out: Path, every: int | None = None):
         self.path = Path(out) / "checkpoint.npz"
@@ -216,9 +286,9 @@ class Checkpointer(Callback):
         self._saved_at = time.perf_counter()
         return trainer.save(path or self.path)
 
-    def _late(self) -> bool:
-        # a long interval must not mean hours without a checkpoint
-        return time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS
+    def _late(self, trainer) -> bool:
+        # a long interval must not mean hours without a checkpoint; all processes agree on it
+        return trainer.comm.any(time.perf_counter() - self._saved_at > CHECKPOINT_SECONDS)
 
     def on_step_end(self, trainer, loss) -> None:
         i = trainer.iteration
@@ -226,7 +296,7 @@ class Checkpointer(Callback):
             return  # a log line follows: on_record decides
         if self.every and not i % self.every:
             self.save(trainer)
-        elif not i % CHECK_CLOCK_EVERY and self._late():
+        elif not i % CHECK_CLOCK_EVERY and self._late(trainer):
             self.save(trainer)
 
     def on_record(self, trainer, record: dict) -> None:
@@ -234,5 +304,5 @@ class Checkpointer(Callback):
         if record.get("final"):
             self.save(trainer)
             self.save(trainer, self.model_path)
-        elif i > 0 and (self.every is None or not i % self.every or self._late()):
+        elif i > 0 and (self.every is None or not i % self.every or self._late(trainer)):
             self.save(trainer)

@@ -57,10 +57,12 @@ def _with_decay(grad, param, weight_decay: float):
 def _adopt(array, like):
     """A copy of a loaded state array with `like`'s namespace, device and dtype."""
     xp = array_namespace(like)
+    # pragma: no mutate start - a shortcut: either path gives the same array
     try:
         same = array_namespace(array) is xp and device_of(array) == device_of(like)
     except TypeError:  # not an array of any namespace array_api_compat knows
         same = False
+    # pragma: no mutate end
     if same:
         return xp.astype(array, like.dtype, copy=True)
     # another backend or device (NumPy from a checkpoint, say): through the host, once per load;

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Whole commands as users run them: the default `python scripts/train.py` against the same run in
+PyTorch written for speed (torch_mnist.py) and the slides' code (slides_mnist.py).
+
+Each command is a fresh process timed from start to exit (interpreter start-up, imports, loading
+and verifying MNIST, the 10,000 steps, the 18 evaluations, writing the outputs and the picture);
+the commands are interleaved and each is run --repeat times; the table gives medians, the spread
+and the ratios, with the load average before and after.
+
+    python scripts/bench_command.py --data-dir DIR [--repeat 5] [--iters 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def commands(data_dir: str, out: Path, iters: int, torch_threads: int | None) -> dict:
+    """name -> argv of each whole command (outputs under `out`)."""
+    py = sys.executable
+    threads = ["--threads", str(torch_threads)] if torch_threads else []
+    cmds = {
+        "xpnet train.py": [py, str(HERE / "train.py"), "--dataset", "mnist", "--data-dir", data_dir,
+                           "--iters", str(iters), "--no-progress", "--out", str(out / "xpnet")],
+        "torch lean": [py, str(HERE / "torch_mnist.py"), "--data-dir", data_dir, "--iters",
+                       str(iters), "--out", str(out / "torch"), *threads],
+        "slides' code": [py, str(HERE / "slides_mnist.py"), "--data-dir", data_dir, "--iters",
+                         str(iters)],
+    }  # fmt: skip
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        del cmds["torch lean"]
+    return cmds
+
+
+def last_test_acc(stdout: str) -> float | None:
+    """The last test accuracy a command printed ("test acc: 0.9704" or "test accuracy 0.9704")."""
+    found = re.findall(r"test acc(?:uracy)?:? ([0-9.]+[0-9])", stdout)
+    return float(found[-1]) if found else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True, help="the folder with MNIST's four files")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10_000)
+    p.add_argument("--only", nargs="+", default=None, help="run only these commands (by name)")
+    p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    load_before = os.getloadavg()[0]
+    times: dict[str, list[float]] = {}
+    accs: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeat):
+            cmds = commands(args.data_dir, Path(tmp) / str(r), args.iters, args.torch_threads)
+            for name, argv in cmds.items():
+                if args.only and name not in args.only:
+                    continue
+                start = time.perf_counter()
+                done = subprocess.run(argv, capture_output=True, text=True, check=False)
+                seconds = time.perf_counter() - start
+                if done.returncode != 0:
+                    sys.exit(f"{name} failed: {done.stderr.strip().splitlines()[-1:]}")
+                times.setdefault(name, []).append(seconds)
+                accs[name] = last_test_acc(done.stdout)
+                print(f"  run {r + 1}: {name:15s} {seconds:6.2f} s", flush=True)
+            shutil.rmtree(Path(tmp) / str(r), ignore_errors=True)
+    load_after = os.getloadavg()[0]
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"\nwhole commands, {args.iters} iterations, median of {args.repeat}, load average "
+          f"{load_before:.2f} before, {load_after:.2f} after:\n")  # fmt: skip
+    print("| command | median s | runs (s) | test acc | vs torch lean | vs slides' code |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, m in med.items():
+        slides = med.get("slides' code")
+        vs_t = f"{m / med['torch lean']:.2f}×" if "torch lean" in med else "–"
+        vs_s = f"{m / slides:.2f}×" if slides else "–"
+        runs = ", ".join(f"{t:.2f}" for t in times[name])
+        acc = f"{accs[name]:.4f}" if accs[name] is not None else "–"
+        print(f"| {name} | {m:.2f} | {runs} | {acc} | {vs_t} | {vs_s} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"times": times, "test_acc": accs, "load": [
+            load_before, load_after], "iters": args.iters}, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Worker threads for the NumPy kernels: one step's work split over the cores, by rows.
+
+NumPy runs each elementwise operation on one core, and releases the GIL inside its loops (and
+BLAS inside its products), so the same operations run on disjoint rows of an array by several
+threads use several cores. A split never changes a number: every element is computed by the same
+operations as without it (an elementwise operation by rows; a matrix product by rows or columns
+of its result, each still one dot product over the whole inner dimension, as BLAS computes it).
+
+While a step runs on these workers, BLAS runs on one thread (``Workers.single_blas``): its own
+threads would compete with these for the same cores, and OpenBLAS rounds some products
+differently on two threads than on one (512×577 times 577×64, say), while a product split here
+by rows gives the one-thread numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from ..errors import ConfigError
+
+#: more threads than this split a batch of 100 into slivers that cost more to hand out than to run
+MAX_THREADS = 8
+#: the least work (multiply-adds) a matrix product is split into. OpenBLAS computes products of
+#: up to a few million multiply-adds with other kernels (its "small matrix" and "direct" ones),
+#: which round differently from its blocked kernel; pieces this large take the blocked kernel,
+#: as the whole product does, and the split gives the whole product's numbers
+MIN_PIECE = 8_000_000
+
+
+def default_threads() -> int:
+    """XPNET_THREADS when set, else the cores this process may run on (at most MAX_THREADS)."""
+    value = os.environ.get("XPNET_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"XPNET_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
+
+
+class Workers:
+    """`n` threads (the caller's and n − 1 in a pool that lives as long as this object).
+
+    ``run(fn, parts)`` calls fn(part) for every part at once, the first in the caller's thread,
+    and returns when all are done (an exception in any is raised in the caller).
+    """
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+        self._pool = None
+        self._pid = None
+        self._blas = None
+        self._lock = threading.Lock()
+
+    def parts(self, total: int, product: int | None = None) -> list[tuple[int, int]]:
+        """`total` rows as up to n contiguous (start, stop) ranges of nearly equal size.
+
+        `product`: the multiply-adds of a matrix product over those rows; then every range
+        holds at least MIN_PIECE of them (one range for a small product).
+        """
+        k = min(self.n, total)
+        if product is not None:
+            k = min(k, product // MIN_PIECE)
+        k = max(k, 1)
+        bounds = [total * i // k for i in range(k + 1)]
+        return [(bounds[i], bounds[i + 1]) for i in range(k)]
+
+    def run(self, fn, parts) -> list:
+        """[fn(part) for part in parts], the parts at the same time (the first in this thread)."""
+        parts = list(parts)
+        if len(parts) <= 1 or self.n == 1:
+            return [fn(p) for p in parts]
+        pool = self._executor()
+        futures = [pool.submit(fn, p) for p in parts[1:]]
+        try:
+            first = fn(parts[0])
+        finally:
+            wait(futures)  # never leave a thread writing into arrays the caller gets back
+        return [first, *(f.result() for f in futures)]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            # a forked child inherits the pool object but not its threads: it makes its own
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.n - 1, thread_name_prefix="xpnet")
+                self._pid = os.getpid()
+            return self._pool
+
+    def single_blas(self):
+        """A context in which BLAS uses one thread."""
+        if self._blas is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # a dependency, but the step is correct without it
+                return contextlib.nullcontext()
+            self._blas = ThreadpoolController()  # scans the loaded libraries once (a few ms)
+        return self._blas.limit(limits=1, user_api="blas")
+
+
+_WORKERS: Workers | None = None
+
+
+def workers() -> Workers:
+    """The process's workers (default_threads() of them), made on first use."""
+    global _WORKERS
+    if _WORKERS is None:
+        _WORKERS = Workers(default_threads())
+    return _WORKERS
+
+
+def set_threads(n: int | None) -> Workers:
+    """Use `n` threads from now on (None: the default); returns the new workers."""
+    global _WORKERS
+    if _WORKERS is not None and _WORKERS._pool is not None:
+        _WORKERS._pool.shutdown(wait=False)
+    _WORKERS = Workers(default_threads() if n is None else n)
+    return _WORKERS
