@@ -43,6 +43,23 @@ def test_softmax_loss_delta_refuses_a_negative():
         SoftmaxWithLoss(delta=-1e-7)
 
 
+def test_the_books_guarded_loss_keeps_the_fast_steps_off():
+    """The fused kernels compute the exact loss, not the book's log(y + 1e-7): a network with
+    delta > 0 runs on its layers (xpnet.fast.plan finds no step, dense or convolutional)."""
+    from xpnet.fast import plan
+    from xpnet.nn.convnet import SimpleConvNet
+    from xpnet.nn.mlp import TwoLayerNet
+
+    for make in (
+        lambda: TwoLayerNet(6, 5, 3, dtype="float64"),
+        lambda: SimpleConvNet((1, 8, 8), {"filter_num": 2, "filter_size": 3}, 4, 3),
+    ):
+        net = make()
+        assert plan(net) is not None  # the step this test is about exists without delta
+        net.last_layer = SoftmaxWithLoss(delta=1e-7)
+        assert plan(net) is None
+
+
 # -- Dropout(inverted=False, uniform=...): the book's dropout --------------------------------------
 
 
