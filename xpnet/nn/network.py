@@ -115,6 +115,10 @@ class Network:
         """Gradients from the last backward pass, keyed like ``params`` (the layers' own arrays)."""
         return {key: getattr(layer, "d" + attr) for key, layer, attr in self._slots}
 
+    def param_slots(self) -> list[tuple[str, Layer, str]]:
+        """(key, layer, attribute) of every parameter, in ``params``' order."""
+        return list(self._slots)
+
     @property
     def buffers(self) -> dict:
         """State saved with the parameters but not trained ("BatchNormalization1.running_mean")."""
@@ -154,6 +158,19 @@ class Network:
                 raise ShapeError(f"{key} has shape {tuple(old.shape)}, got {tuple(new.shape)}")
         for key, new in params.items():
             current[key][...] = new
+
+    def save_params(self, file_name="params.pkl"):
+        """Write the weights as the book's ``save_params`` does (xpnet.nn.bookformat); the path."""
+        from .bookformat import save_params
+
+        return save_params(self, file_name)
+
+    def load_params(self, file_name="params.pkl") -> None:
+        """Read weights the book's ``save_params`` wrote (its trained params.pkl, say), without
+        running code from the file; dropout's test-time scale is folded in (xpnet.nn.bookformat)."""
+        from .bookformat import load_params
+
+        load_params(self, file_name)
 
     def _first_param(self):
         _, layer, attr = self._slots[0]
