@@ -208,10 +208,11 @@ class Evaluation(Callback):
     copy of the weights taken at the line's step, while the steps go on (BLAS and NumPy's loops
     release the GIL); the trainer emits the line once it is done. The final line counts the train
     set on the worker and the test set on the main thread. BLAS stays on one thread for the whole
-    run, so that no thread count changes under a running evaluation: OpenBLAS splits a product's
-    rows and columns over its threads, never the sum over k, so the scores and the counts are the
-    same bits as on all threads (test_trainer_parts checks it). Such an evaluation takes well under
-    a second: a stop request waits for it and the line it measures is kept.
+    run (no thread count changes under a running evaluation), so the run overlaps only where one
+    thread gives the bits all threads give, checked on the run's own chunk shapes (`same_bits`):
+    OpenBLAS 0.3.31 splits the sum over k of MNIST's first layer between two threads, so there
+    the lines are evaluated between the steps as before. Such an evaluation takes well under a
+    second: a stop request waits for it and the line it measures is kept.
     """
 
     order = 30
@@ -231,7 +232,27 @@ class Evaluation(Callback):
             return False  # GPU, torch (threads of its own), the layers, or steps on all cores
         d, params = trainer.data, sum(math.prod(p.shape) for p in trainer.net.params.values())
         rows = d.x_train.shape[0] + d.x_test.shape[0]
-        return rows * params <= self.OVERLAP_MAX_WORK
+        return rows * params <= self.OVERLAP_MAX_WORK and self.same_bits(trainer)
+
+    @staticmethod
+    def same_bits(trainer) -> bool:
+        """Whether the scores of every chunk shape this run evaluates are the same bits with BLAS
+        on one thread as on all (BLAS may split a product's sum over its threads)."""
+        from threadpoolctl import threadpool_limits
+
+        d, chunk, shapes = trainer.data, trainer.net.eval_batch_size, set()
+        for n in (d.x_train.shape[0], d.x_test.shape[0]):
+            for rows in {n, min(n, trainer.config.eval_samples or n)}:
+                shapes |= {min(rows, chunk), rows % chunk} - {0}
+        x = d.x_train if d.x_train.shape[0] >= max(shapes) else d.x_test
+        xp = trainer.be.xp
+        for rows in sorted(shapes):
+            everywhere = trainer.fused.predict(x[:rows, ...])
+            with threadpool_limits(1, user_api="blas"):
+                one = trainer.fused.predict(x[:rows, ...])
+            if not bool(xp.all(one == everywhere)):
+                return False
+        return True
 
     def on_fit_start(self, trainer) -> None:
         if not self.overlapping(trainer):
