@@ -207,3 +207,57 @@ def test_the_default_run_on_mnist_prints_and_writes_the_same_overlapped(
     assert _lines(tmp_path / "a") == _lines(tmp_path / "b")
     a, b = _checkpoint(tmp_path / "a" / "model.npz"), _checkpoint(tmp_path / "b" / "model.npz")
     assert a[1] == b[1]
+
+
+# -- b. the picture drawn by a helper process started with the run --------------------------------
+
+
+def test_curves_png_is_complete_when_the_command_returns_and_drawn_as_in_process(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from xpnet.apps.train import main
+    from xpnet.training.curves import plot_run
+
+    out = tmp_path / "run"
+    assert main(["--dataset", "digits", "--iters", "30", "--no-progress", "--out", str(out)]) == 0
+    png = (out / "curves.png").read_bytes()  # there the moment main returns
+    history = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    network = json.loads((out / "config.json").read_text())["network"]
+    title = f"digits: {network}, sgd lr 0.1"  # as the command titles it
+    plot_run(history, tmp_path / "here.png", title)
+    assert png == (tmp_path / "here.png").read_bytes()
+
+
+def test_the_painter_draws_only_when_asked_and_reports_a_failure(tmp_path):
+    pytest.importorskip("matplotlib")
+    from xpnet.errors import XpnetError
+    from xpnet.training.curves import Painter
+
+    unused = Painter()
+    unused.close()  # a failed run: the helper goes, nothing is drawn
+    assert unused.process is None and not list(tmp_path.iterdir())
+    (tmp_path / "c.png").mkdir()
+    with pytest.raises(XpnetError, match=r"could not draw .*c.png: .*it is a folder"):
+        Painter().draw([{"iteration": 0, "loss": 1, "train_acc": 0, "test_acc": 0}],
+                       tmp_path / "c.png")  # fmt: skip
+
+
+# -- d. start-up: nothing imported that the run does not use ----------------------------------------
+
+
+def test_a_run_without_bar_or_plot_imports_no_tqdm_network_or_matplotlib(tmp_path):
+    from conftest import mnist_dir
+
+    if mnist_dir() is None:  # (scikit-learn's digits import urllib themselves)
+        pytest.skip("XPNET_DATA_DIR does not hold MNIST")
+    code = (
+        "import sys; from xpnet.apps.train import main; "
+        f"main(['--dataset', 'mnist', '--iters', '5', '--no-progress', '--no-plot', '--out', "
+        f"{str(tmp_path / 'run')!r}]); "
+        "print(sorted(m for m in ('tqdm', 'urllib.request', 'http.client', 'ssl', 'matplotlib', "
+        "'torch', 'dask', 'tensorboardX', 'mpi4py') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
