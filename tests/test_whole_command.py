@@ -159,9 +159,12 @@ def test_a_signal_while_a_line_is_evaluated_keeps_the_line_and_resumes_the_same(
     with pytest.raises(Interrupted, match=r"SIGTERM at iteration \d+ of 90; checkpoint saved"):
         trainer.run()
     ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
-    assert ckpt.iteration > 30, "the steps went on while the line was evaluated"
-    assert [r["iteration"] for r in ckpt.extra["history"]] == [0, 30]
-    assert [r["iteration"] for r in _lines(tmp_path)] == [0, 30]
+    assert signalled[0] > 30, "the steps went on while line 30 was evaluated"
+    # the line being evaluated when the signal came is kept (on a loaded machine the main thread
+    # may reach line 60 before the worker sends the signal: then that one is the last)
+    written = [r["iteration"] for r in _lines(tmp_path)]
+    assert written in ([0, 30], [0, 30, 60]) and ckpt.iteration >= written[-1]
+    assert [r["iteration"] for r in ckpt.extra["history"]] == written
     monkeypatch.undo()
     resumed = Trainer.resume(tmp_path / "checkpoint.npz", blobs(), verbose=False)
     full = Trainer(config(), blobs(), None, verbose=False)

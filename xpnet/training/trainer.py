@@ -32,6 +32,7 @@ from .checkpoint import (
     checkpoint_payload,
     load_checkpoint,
     restore_params,
+    save_checkpoint,
     write_checkpoint,
 )
 from .comm import SingleProcess
@@ -197,8 +198,7 @@ class Trainer:
                     self.finish_line()
 
     def _interval(self, final: bool = False) -> None:
-        """A log line: readers measure into the record, the interval closes, writers emit it (once
-        its evaluation is done, where that runs on a worker thread: `defer`)."""
+        """A log line: readers measure, the interval closes, writers emit it (when done: `defer`)."""
         self.finish_line()  # the previous line first: the lines come in order
         if final:
             synchronize(self.net.params["W1"])  # the time of the last line includes the last step
@@ -220,8 +220,7 @@ class Trainer:
             self._emit(record)
 
     def defer(self, record: dict, job: Future) -> None:
-        """The record of the line under way is completed by `job` (its result: the missing
-        values), which runs while the steps go on; the line is emitted when it is done."""
+        """`job`, running while the steps go on, completes `record` (its result: the values)."""
         self._line = (record, job)
 
     @property
@@ -334,9 +333,8 @@ class Trainer:
         return self.capture()(path)
 
     def capture(self, line: dict | None = None):
-        """A checkpoint of the current step, taken now (weights and state copied) and written by
-        calling the result with a path. `line`: the record of this step's log line, still being
-        evaluated (not yet in `history`); the checkpoint holds it as it is when written."""
+        """A checkpoint of this step, taken now and written by calling the result with a path;
+        `line`: this step's record, still being evaluated (held as it is when written)."""
         for callback in self.callbacks:
             callback.on_save(self)
         config = {f: getattr(self.config, f) for f in self.config.__dataclass_fields__}
@@ -345,15 +343,17 @@ class Trainer:
         extra = self.state_dict()
         if line is not None:
             extra["history"] = [*extra["history"], line]
-        iteration, copy = self.iteration, line is not None
-        payload = checkpoint_payload(self.net, self.optimizer, iteration=iteration, config=config,
-                                     extra=extra, copy=copy) if self.comm.rank == 0 else None  # fmt: skip
+        iteration, rank0 = self.iteration, self.comm.rank == 0
+        args = {"iteration": iteration, "config": config, "extra": extra}
+        if line is not None and rank0:  # copied now; written with the line as evaluated since
+            arrays, meta = checkpoint_payload(self.net, self.optimizer, copy=True, **args)
 
         def write(path) -> Path:
-            if payload is not None:
-                if line is not None:  # the line as evaluated since
-                    payload[1]["extra"]["history"][-1] = dict(line)
-                write_checkpoint(path, *payload)
+            if rank0 and line is None:
+                save_checkpoint(path, self.net, self.optimizer, **args)
+            elif rank0:
+                meta["extra"]["history"][-1] = dict(line)
+                write_checkpoint(path, arrays, meta)
             self.last_checkpoint = (Path(path), iteration)
             return Path(path)
 
