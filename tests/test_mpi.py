@@ -338,6 +338,31 @@ def test_a_launch_is_recognised_from_the_environment_alone():
     assert launched({"PMIX_RANK": "0"})  # PMIx: MPI itself says how many
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, 1), ({"OPENBLAS_NUM_THREADS": "1"}, 1), ({"XPNET_THREADS": "3"}, 3),
+     ({"OMP_NUM_THREADS": "2"}, 2)],
+)  # fmt: skip
+def test_each_rank_splits_its_step_over_its_share_of_the_cores(monkeypatch, env, expected):
+    """Two ranks on 2 cores: the convolutional step's worker threads are 1 per rank (not 2 each,
+    four threads on two cores), or what XPNET_THREADS or the user's BLAS variable says."""
+    from xpnet.fast import threads
+    from xpnet.parallel.mpi import THREAD_VARIABLES, MPIComm
+
+    for name in (*THREAD_VARIABLES, "XPNET_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads, "_WORKERS", None)
+    monkeypatch.setattr("threadpoolctl.threadpool_limits", lambda n: None)
+    comm = object.__new__(MPIComm)
+    comm.local_size = 2
+    comm.limit_threads("numpy")
+    assert threads.workers().n == expected
+    threads.set_threads(None)
+
+
 class FakeRank:
     """Rank `rank` of `size` processes that all hold the same numbers (sums are × size)."""
 

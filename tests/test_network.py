@@ -127,6 +127,31 @@ def test_accuracy_runs_one_forward_per_chunk_and_checks_labels_first(backend, rn
     assert calls == [10], "the labels are refused after the first chunk, before any is compared"
 
 
+def test_accuracy_of_one_sample_with_one_label(backend, rng):
+    """One sample (no batch axis) with its label as a 0-d array, a Python int or shape (1,)."""
+    net = TwoLayerNet(8, 5, 4, device=backend, seed=0)
+    x, _ = small_batch(backend, rng, n=1, dtype="float32")
+    sample = x[0, ...]
+    top = int(np.argmax(to_numpy(net.predict(sample))))
+    wrong = (top + 1) % 4
+    for label, expected in ((top, 1.0), (wrong, 0.0)):
+        assert net.accuracy(sample, label) == expected
+        assert net.accuracy(sample, backend.asarray(np.array(label))) == expected
+        assert net.accuracy(sample, backend.asarray(np.array([label]))) == expected
+        assert int(net.count_correct(sample, label)) == int(expected)
+
+
+def test_softmax_with_loss_refuses_labels_of_another_library(rng):
+    torch = pytest.importorskip("torch")
+    layer = xpnet.SoftmaxWithLoss()
+    scores = rng.standard_normal((4, 3)).astype(np.float32)
+    for labels in (torch.eye(3)[[0, 1, 2, 0]], torch.tensor([0, 1, 2, 0])):
+        with pytest.raises(
+            BackendError, match=r"the labels are a torch\.Tensor but the scores are"
+        ):
+            layer.forward(scores, labels)
+
+
 def test_input_dtype_is_cast_to_the_network_dtype(backend, rng):
     net = TwoLayerNet(8, 5, 4, device=backend)
     x, _ = small_batch(backend, rng, dtype="float64")

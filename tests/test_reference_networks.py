@@ -489,6 +489,54 @@ def test_a_fused_step_leaves_the_loss_and_the_gradients_in_the_network(backend):
     close(step.predict(x), [[2.0, 2.0], [0.5, 0.5]])
 
 
+class RecordingStep:
+    """A stand-in fast step: records what it is given, answers numbers the layers never give."""
+
+    classes = 2
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, []
+
+    def forward_backward(self, x, t):
+        self.calls.append(("forward_backward", to_numpy(x).tolist(), to_numpy(t).tolist()))
+        return self.backend.asarray(7.0, "float64")
+
+    def predict(self, x):
+        self.calls.append(("predict", to_numpy(x).tolist()))
+        return self.backend.asarray([[0.0, 9.0]] * x.shape[0], "float64")
+
+
+def test_an_installed_fast_step_runs_after_the_checks_and_only_where_asked(backend):
+    """Network.fast_step: training passes and evaluations go to it (inputs checked, cast and
+    batched first), a training forward and ``layers=True`` go to the layers."""
+    net, plain = hand_net(backend), hand_net(backend)
+    step = net.fast_step = RecordingStep(backend)
+    x = backend.asarray([[1.0, 2.0], [0.0, 0.0]], "float32")  # cast to float64 before the step
+    t = backend.asarray([0, 1], "int64")
+    assert float(net.forward_backward(x, t)) == 7.0
+    assert step.calls == [("forward_backward", [[1.0, 2.0], [0.0, 0.0]], [0, 1])]
+    step.calls.clear()
+    one = net.gradient(backend.asarray([1.0, 2.0], "float64"), 1)  # one sample, a Python label
+    assert step.calls == [("forward_backward", [[1.0, 2.0]], [1])] and list(one) == list(HAND)
+    with pytest.raises(ShapeError):
+        net.forward_backward(x, backend.asarray([0, 1, 1], "int64"))  # checked before the step
+    step.calls.clear()
+    assert float(net.forward_backward(x, t, check=False)) == 7.0  # unchecked: as given
+    assert step.calls[0][0] == "forward_backward"
+    step.calls.clear()
+    close(net.predict(x), [[0.0, 9.0], [0.0, 9.0]])
+    close(net.predict(backend.asarray([1.0, 2.0], "float64")), [0.0, 9.0])
+    assert net.accuracy(x, t) == 0.5  # the step's scores say class 1 for both rows
+    assert [c[0] for c in step.calls] == ["predict"] * 3
+    step.calls.clear()
+    close(net.predict(x, train=True), [[2.0, 2.0], [0.5, 0.5]])  # a training forward: layers
+    loss = net.forward_backward(x, t, layers=True)
+    assert float(loss) == pytest.approx(float(plain.forward_backward(x, t)), rel=1e-14)
+    for key, grad in net.grads.items():
+        close(grad, to_numpy(plain.grads[key]))
+    assert step.calls == []
+
+
 def test_only_a_softmax_loss_stack_is_fused(rng):
     W, b = rng.standard_normal((3, 3)), np.zeros(3)
 

@@ -192,7 +192,14 @@ class Recorder(Callback):
         return {"recorder_calls": len(self.calls)}
 
 
-def test_hooks_come_in_order_and_state_goes_through_the_checkpoint(tmp_path):
+@pytest.fixture
+def sequential(monkeypatch):
+    """Evaluations between the steps, never on a worker thread (tests/test_whole_command.py has
+    the overlapped ones): the order of hooks and saves these tests state."""
+    monkeypatch.setattr(Evaluation, "OVERLAP_MAX_WORK", 0)
+
+
+def test_hooks_come_in_order_and_state_goes_through_the_checkpoint(tmp_path, sequential):
     rec = Recorder(order=25)  # between the divergence guard (20) and the evaluation (30)
     trainer = Trainer(config(iters=4, log_every=2), blobs(), tmp_path, verbose=False,
                       callbacks=[rec])  # fmt: skip
@@ -242,7 +249,9 @@ def test_a_bad_update_just_before_a_log_line_never_becomes_the_checkpoint(tmp_pa
     assert all(np.isfinite(v).all() for v in ckpt.params.values())
 
 
-def test_a_signal_during_a_long_evaluation_is_acted_on_between_chunks(tmp_path, monkeypatch):
+def test_a_signal_during_a_long_evaluation_is_acted_on_between_chunks(
+    tmp_path, monkeypatch, sequential
+):
     chunks = []
     real = Evaluation.count_correct
 
@@ -288,7 +297,7 @@ def test_the_loss_meter_carries_an_unfinished_interval_through_a_checkpoint(tmp_
     assert state["loss_count"] == 35 and np.isfinite(state["loss_sum"])
 
 
-def test_checkpoints_come_every_n_steps_and_at_log_lines(tmp_path, monkeypatch):
+def test_checkpoints_come_every_n_steps_and_at_log_lines(tmp_path, monkeypatch, sequential):
     saved = []
     real = Checkpointer.save
 

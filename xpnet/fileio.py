@@ -1,4 +1,5 @@
-"""Atomic file writes: a file is either the old version or the complete new one, never half-written.
+"""Atomic file writes: a file is either the old version or the complete new one, never half-written;
+and pickles of weights read without running code (`load_pickle`).
 
 Atomic replacement (a temporary file beside it, then a rename) is for regular files. A path that
 is a symbolic link is written through: its target is replaced atomically, the link stays. A path
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
+import numbers
 import os
+import pickle
 import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import XpnetError
+import numpy as np
+
+from .errors import CheckpointError, XpnetError
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -205,3 +211,90 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- pickles of weights ---------------------------------------------------------------------------
+
+#: the only globals a pickle of weights may name: what NumPy's arrays and scalars are rebuilt
+#: from (numpy.core before NumPy 2, numpy._core since), and the bytes decoder of protocols 0-2
+_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """An unpickler that can build NumPy arrays and Python's own containers, and nothing else."""
+
+    def __init__(self, file, path):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module, name):
+        if module.startswith("numpy.core."):  # NumPy 1's name for the same functions
+            module = "numpy._core." + module[len("numpy.core.") :]
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise CheckpointError(
+                f"{self.path}: refusing to load {module}.{name}; a pickle of weights may hold only "
+                f"NumPy arrays, dicts, lists, numbers and strings (anything else could run code)"
+            )
+        return getattr(importlib.import_module(module), name)
+
+    def persistent_load(self, pid):
+        raise CheckpointError(f"{self.path}: refusing a pickle with external references")
+
+
+def _check_plain(obj, path, depth: int = 0) -> None:
+    """A CheckpointError unless `obj` is made of numeric arrays, dicts, lists, numbers, strings."""
+    if depth > 100:
+        raise CheckpointError(f"{path}: the pickle nests too deep for a file of weights")
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_plain(key, path, depth + 1)
+            _check_plain(value, path, depth + 1)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_plain(value, path, depth + 1)
+    elif isinstance(obj, np.ndarray | np.generic):
+        if obj.dtype.kind not in "biufc":
+            raise CheckpointError(
+                f"{path}: refusing NumPy values of dtype {obj.dtype}; a pickle of weights holds "
+                f"numbers"
+            )
+    elif not isinstance(obj, str | numbers.Number):
+        raise CheckpointError(
+            f"{path}: refusing a {type(obj).__name__}; a pickle of weights may hold only NumPy "
+            f"arrays, dicts, lists, numbers and strings"
+        )
+
+
+def load_pickle(path):
+    """The contents of pickle file `path`, built without running any code the file names.
+
+    Only NumPy arrays (of numbers), dicts, lists, numbers and strings are accepted (what a file of
+    weights such as the book's params.pkl holds); a file naming any other class or function is
+    refused with a CheckpointError before that name is looked up, so it cannot run code.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            obj = _PlainUnpickler(f, path).load()
+    except CheckpointError:
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # truncated or not a pickle: whatever pickle raised, in one line
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path} is not a readable pickle of weights ({why})") from None
+    _check_plain(obj, path)
+    return obj
+
+
+def save_pickle(obj, path) -> Path:
+    """Atomically write `obj` (arrays, dicts, lists, numbers, strings) as a pickle to `path`."""
+    _check_plain(obj, path)
+    return atomic_write(path, lambda f: pickle.dump(obj, f, protocol=4))

@@ -16,8 +16,6 @@ import os
 import sys
 import weakref
 
-from tqdm import tqdm
-
 
 class Progress:
     """A tqdm bar on stderr, drawn only when `enabled` (default: when stderr is a terminal)."""
@@ -29,25 +27,37 @@ class Progress:
         if enabled is None:
             enabled = _isatty(self.stream)
         self.enabled = bool(enabled)
+        self.bar = None
+        self._n, self._total = 0, total  # the count of a bar that is not drawn
+        if not self.enabled:  # no tqdm at all: its import alone is 40 ms of a run's start-up
+            return
+        from tqdm import tqdm
+
         byte_units = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
         self.bar = tqdm(
-            total=total, desc=desc, unit=unit, file=self.stream, disable=not self.enabled,
+            total=total, desc=desc, unit=unit, file=self.stream, disable=False,
             dynamic_ncols=True, leave=True, **byte_units,
         )  # fmt: skip
 
     @property
     def n(self) -> int:
-        return self.bar.n
+        return self.bar.n if self.bar is not None else self._n
 
     @property
     def total(self) -> int | None:
-        return self.bar.total
+        return self.bar.total if self.bar is not None else self._total
 
     def update(self, n: int = 1) -> None:
-        self.bar.update(n)
+        if self.bar is not None:
+            self.bar.update(n)
+        else:
+            self._n += n
 
     def set(self, n: int) -> None:
         """Jump to `n` (a resumed run starts where it stopped)."""
+        if self.bar is None:
+            self._n = n
+            return
         self.bar.n = n
         self.bar.last_print_n = n
         self.bar.refresh()
@@ -62,7 +72,8 @@ class Progress:
             safe_print(line, stream)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def __enter__(self) -> Progress:
         return self

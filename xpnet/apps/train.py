@@ -22,6 +22,7 @@ from ..backend import resolve
 from ..errors import ConfigError, XpnetError
 from ..training.checkpoint import load_checkpoint
 from ..training.config import TrainConfig, resumed_config
+from ..training.curves import Painter, have_matplotlib
 from ..training.runs import RunFolder, same_folder
 from ..training.trainer import Trainer
 from .common import (
@@ -96,6 +97,11 @@ def _run(args, comm) -> int:
     out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
     resuming_here = resume is not None and out is not None and same_folder(out, resume.parent)
     with contextlib.ExitStack() as stack:
+        painter = None
+        if not args.no_plot and comm is None and have_matplotlib():
+            # matplotlib's import (0.4 s) and a first drawing, on the other core while we train
+            painter = Painter()
+            stack.callback(painter.close)
 
         def prepare():
             folder = stack.enter_context(RunFolder(out, reuse=resuming_here,
@@ -132,7 +138,7 @@ def _run(args, comm) -> int:
             say(line)
         if folder is not None:
             folder.commit()  # the run starts: what --overwrite replaces is gone now
-        return _train(trainer, args, out, resume, t_start)
+        return _train(trainer, args, out, resume, t_start, painter)
 
 
 def _prepare_on_root(comm, prepare, config):
@@ -166,7 +172,7 @@ def _header(trainer, be, resume, out) -> None:
     say(f"output:  {out}")
 
 
-def _train(trainer, args, out: Path, resume, t_start: float) -> int:
+def _train(trainer, args, out: Path, resume, t_start: float, painter=None) -> int:
     plotted, plot = False, not args.no_plot and trainer.comm.rank == 0
     try:
         record = trainer.run()
@@ -174,10 +180,10 @@ def _train(trainer, args, out: Path, resume, t_start: float) -> int:
         # the curves so far help explain a failure, but a failing plot must not hide the first error
         if plot and trainer.history:
             with contextlib.suppress(Exception):
-                _plot(trainer, out)
+                _plot(trainer, out, painter)
         raise
     if plot and trainer.history:
-        plotted = _plot(trainer, out)
+        plotted = _plot(trainer, out, painter)
     wall = time.perf_counter() - t_start
     timing = (
         f"{wall:.1f} s in all ({record['seconds']:.1f} s training)"
@@ -200,8 +206,9 @@ def _train(trainer, args, out: Path, resume, t_start: float) -> int:
     return 0
 
 
-def _plot(trainer, out: Path) -> bool:
-    from ..training.curves import have_matplotlib, plot_run
+def _plot(trainer, out: Path, painter=None) -> bool:
+    """curves.png, written when this returns (by `painter`, the helper process, if given)."""
+    from ..training.curves import plot_run
 
     if not have_matplotlib():
         print(
@@ -211,7 +218,10 @@ def _plot(trainer, out: Path) -> bool:
         return False
     c = trainer.config
     title = f"{trainer.dataset.name}: {c.describe_net(trainer.data.x_train.shape[1], trainer.data.num_classes)}, {c.optimizer} lr {c.lr}"
-    plot_run(trainer.history, out / "curves.png", title)
+    if painter is not None:
+        painter.draw(trainer.history, out / "curves.png", title)
+    else:
+        plot_run(trainer.history, out / "curves.png", title)
     return True
 
 

@@ -13,10 +13,7 @@ either absent or complete and genuine, even after Ctrl-C or a crash.
 
 from __future__ import annotations
 
-import http.client
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
@@ -128,6 +125,8 @@ def unwritable(directory: Path, exc: OSError) -> DataUnavailable:
 
 
 def _brief(exc: BaseException) -> str:
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
@@ -137,17 +136,20 @@ def _brief(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-_NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError)
-
-
 def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
     """Stream `url` into the open file `out` and return the bytes; a transfer problem is _MirrorFailed."""
+    # imported here: a run on files at hand never needs the network modules (30 ms with ssl)
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    network_errors = (OSError, http.client.HTTPException, ValueError)
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise _MirrorFailed(url, _brief(exc), network=True) from None
-    except _NETWORK_ERRORS as exc:
+    except network_errors as exc:
         raise _MirrorFailed(url, _brief(exc), network=True) from None
     chunks: list[bytes] = []
     received = 0
@@ -159,7 +161,7 @@ def _receive(url: str, out, directory: Path, progress: bool | None) -> bytes:
             while True:
                 try:
                     chunk = response.read(_CHUNK)
-                except _NETWORK_ERRORS as exc:
+                except network_errors as exc:
                     raise _MirrorFailed(url, _brief(exc), network=True) from None
                 if not chunk:
                     break

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ..backend import namespace_of
 from ..nn.conv import Convolution
 from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
@@ -33,6 +35,8 @@ class FusedStep:
         network ending in SoftmaxWithLoss (ConvStep.plan then decides what it can run)."""
         layers = list(net.layers.values())
         if type(net.last_layer) is not SoftmaxWithLoss:
+            return None
+        if net.last_layer.delta:  # the book's guarded loss: the kernels compute the exact one
             return None
         if FusedStep._dense(layers):
             return sorted({ACTIVATION_NAMES[type(a)] for a in layers[1::2]})
@@ -73,6 +77,16 @@ class FusedStep:
         for affine, act in zip(self.affines[:-1], self.activations, strict=True):
             outputs.append(k.bias_act(outputs[-1] @ affine.W, affine.b, act))
         return outputs
+
+    def frozen(self) -> FusedStep:
+        """A step that predicts with copies of the weights as they are now (an evaluation on
+        another thread while the steps go on); it has no network, so it cannot train."""
+        copies = []
+        for affine in self.affines:
+            xp = namespace_of(affine.W)
+            copies.append(SimpleNamespace(W=xp.asarray(affine.W, copy=True),
+                                          b=xp.asarray(affine.b, copy=True)))  # fmt: skip
+        return FusedStep(None, copies, list(self.activations), self.kernels)
 
     def predict(self, x):
         """Scores (before softmax) for a batch, keeping nothing for a backward pass."""

@@ -10,6 +10,11 @@ Where xpnet differs from the book's ``common/layers.py`` BatchNormalization (it 
   one), and ε is 1e-5 (the book's 1e-6).
 - ``momentum`` keeps the book's meaning, the weight of the old value:
   running = momentum·running + (1 − momentum)·batch (torch's momentum is 1 − this one).
+
+The book's choices are options (xpnet.book selects them): ``per_activation=True`` normalizes an
+(N, C, H, W) input per activation, as (N, C·H·W) rows (γ and β then have C·H·W entries),
+``unbiased=False`` keeps the biased batch variance in the running average, ``eps=1e-6``, and
+running statistics given as zeros start where the book's do.
 """
 
 from __future__ import annotations
@@ -30,13 +35,29 @@ class BatchNormalization(Layer):
     dx = (γ/√(σ²_B + ε))·(dy − mean(dy) − x̂·mean(dy·x̂)), sums and means over the same axes.
     ``running_mean`` and ``running_var`` are buffers (``buffer_names``): state a checkpoint must
     save, not parameters an optimizer updates.
+
+    Options (the defaults are torch's; the module docstring lists the book's): ``eps`` (ε),
+    ``unbiased`` (the running variance takes the batch variance ×m/(m − 1); False: as it is, and
+    a batch of one value per channel may then train, its x̂ being 0), ``per_activation`` (an input
+    of more than two axes is normalized as (N, rest) rows, per activation, not per channel).
     """
 
     param_names = ("gamma", "beta")
     decay_names = ()
     buffer_names = ("running_mean", "running_var")
 
-    def __init__(self, gamma, beta, momentum: float = 0.9, running_mean=None, running_var=None):
+    def __init__(
+        self,
+        gamma,
+        beta,
+        momentum: float = 0.9,
+        running_mean=None,
+        running_var=None,
+        *,
+        eps: float = EPS,
+        unbiased: bool = True,
+        per_activation: bool = False,
+    ):
         if gamma.ndim != 1 or beta.shape != gamma.shape:
             raise ShapeError(
                 f"BatchNormalization needs gamma and beta of the same shape (C,), got gamma "
@@ -45,6 +66,13 @@ class BatchNormalization(Layer):
         momentum = float(momentum)
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"momentum must be in [0, 1], got {momentum}")
+        eps = float(eps)
+        if not eps > 0.0:
+            raise ConfigError(f"eps must be a positive number, got {eps}")
+        for name, flag in (("unbiased", unbiased), ("per_activation", per_activation)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, got {flag!r}")
+        self.eps, self.unbiased, self.per_activation = eps, unbiased, per_activation
         for name, given in (("running_mean", running_mean), ("running_var", running_var)):
             if given is not None and tuple(given.shape) != tuple(gamma.shape):
                 raise ShapeError(
@@ -81,17 +109,29 @@ class BatchNormalization(Layer):
             f"shape {tuple(x.shape)}"
         )
 
+    def _rows(self, x):
+        """x as (N, rest) rows when normalizing per activation, else x itself."""
+        if self.per_activation and x.ndim > 2:
+            return namespace_of(x).reshape(x, (x.shape[0], -1))
+        return x
+
     def forward(self, x, train: bool = True):
+        if x.ndim > 2 and self.per_activation:
+            out = self._forward(self._rows(x), train)
+            return namespace_of(x).reshape(out, tuple(x.shape))
+        return self._forward(x, train)
+
+    def _forward(self, x, train: bool):
         xp = namespace_of(x)
         axes, shape = self._layout(x)
         gamma = xp.reshape(self.gamma, shape)
         beta = xp.reshape(self.beta, shape)
         if not train:
             mean = xp.reshape(self.running_mean, shape)
-            inv_std = 1.0 / xp.sqrt(xp.reshape(self.running_var, shape) + EPS)
+            inv_std = 1.0 / xp.sqrt(xp.reshape(self.running_var, shape) + self.eps)
             return (x - mean) * (inv_std * gamma) + beta
         m = x.shape[0] * (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
-        if m < 2:
+        if m < 2 and self.unbiased:
             # one value per channel: x̂ = 0, the output is β and the batch variance 0 (as torch,
             # refuse rather than train on nothing)
             raise ShapeError(
@@ -102,16 +142,22 @@ class BatchNormalization(Layer):
         mean = xp.mean(x, axis=axes, keepdims=True)
         xc = x - mean
         var = xp.mean(xc * xc, axis=axes, keepdims=True)
-        inv_std = 1.0 / xp.sqrt(var + EPS)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
         xn = xc * inv_std
         mo = self.momentum
-        unbias = m / (m - 1)
+        weight = (1.0 - mo) * (m / (m - 1)) if self.unbiased else 1.0 - mo
         self.running_mean = mo * self.running_mean + (1.0 - mo) * xp.reshape(mean, (-1,))
-        self.running_var = mo * self.running_var + (1.0 - mo) * unbias * xp.reshape(var, (-1,))
+        self.running_var = mo * self.running_var + weight * xp.reshape(var, (-1,))
         self.xn, self.inv_std, self.axes = xn, inv_std, axes
         return xn * gamma + beta
 
     def backward(self, dout, input_grad: bool = True):
+        if dout.ndim > 2 and self.per_activation:
+            dx = self._backward(self._rows(dout), input_grad)
+            return None if dx is None else namespace_of(dx).reshape(dx, tuple(dout.shape))
+        return self._backward(dout, input_grad)
+
+    def _backward(self, dout, input_grad: bool):
         xp = namespace_of(dout)
         axes, xn = self.axes, self.xn
         self.dbeta = xp.sum(dout, axis=axes)

@@ -173,9 +173,13 @@ class DeepConvNet(Network):
 
     Differences from the book's code: no Dropout after the last Affine (the book drops out the
     scores themselves), Dropout is the inverted, seeded kind (see xpnet.dropout), and the hidden
-    Affine's fan-in is computed from the input size instead of fixed at 64·4·4.
+    Affine's fan-in is computed from the input size instead of fixed at 64·4·4. The book's trained
+    weights load all the same (``load_params``): both of its dropouts' test-time factors are folded
+    into the last Affine (xpnet.nn.bookformat), so the scores are the book's.
     """
 
+    #: the book's last layer is Dropout(0.5), which scales the scores by 0.5 at evaluation
+    book_output_scale = 0.5
     eval_batch_size = 250  # the widest patch matrix of 250 images: 113 MB in float32
     sample_ndim = 3  # one C×H×W image
 

@@ -4,7 +4,9 @@ Where xpnet differs from the book's ``common/layers.py`` Dropout: it is *inverte
 ``torch.nn.Dropout``: in training each unit is kept with probability 1 − p and scaled by
 1/(1 − p), so evaluation is the identity (the book keeps units unscaled and multiplies by 1 − p
 at evaluation instead; the expected output is the same). Masks come from a seeded generator, so a
-run is reproducible.
+run is reproducible. Both of the book's choices are options: ``inverted=False`` scales at test time,
+and ``uniform`` draws the masks from another source (xpnet.book passes NumPy's global generator,
+``np.random.rand``, so that ``np.random.seed`` gives the book's masks).
 """
 
 from __future__ import annotations
@@ -32,13 +34,32 @@ class Dropout(Layer):
     elsewhere (NumPy, array_api_strict, any other library) with a NumPy Generator on the host,
     moved once. The same seed therefore gives the same masks on every run of one backend and
     device, but not the same masks across backends.
+
+    The book's variant, as options: ``inverted=False`` keeps the units unscaled in training,
+    y = x·m, and scales at evaluation instead, y = x·(1 − p) (the same expected output);
+    ``uniform(shape)``, when given, returns host NumPy samples of U[0, 1) and a unit is kept where
+    its sample is above p, as the book's ``np.random.rand(*x.shape) > dropout_ratio`` (the seed and
+    state above are then unused: the source keeps its own).
     """
 
-    def __init__(self, dropout_ratio: float = 0.5, *, seed: int | None = 0):
+    def __init__(
+        self,
+        dropout_ratio: float = 0.5,
+        *,
+        seed: int | None = 0,
+        inverted: bool = True,
+        uniform=None,
+    ):
         ratio = float(dropout_ratio)
         if not 0.0 <= ratio < 1.0:
             raise ConfigError(f"dropout ratio must be in [0, 1), got {dropout_ratio}")
+        if not isinstance(inverted, bool):
+            raise ConfigError(f"inverted must be True or False, got {inverted!r}")
+        if uniform is not None and not callable(uniform):
+            raise ConfigError(f"uniform must be a function of a shape, got {uniform!r}")
         self.dropout_ratio = ratio
+        self.inverted = inverted
+        self.uniform = uniform
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         self.calls = 0  # training forward passes so far: the mask's random state
         self.mask = None
@@ -87,13 +108,21 @@ class Dropout(Layer):
         return asarray(host, xp, dev)
 
     def forward(self, x, train: bool = True):
-        if not train or self.dropout_ratio == 0.0:
+        if not train and not self.inverted:
+            return x * (1.0 - self.dropout_ratio)
+        if not train or (self.dropout_ratio == 0.0 and self.uniform is None):
             if train:
                 self.mask = None
             return x
         xp = namespace_of(x)
         keep = 1.0 - self.dropout_ratio
-        mask = xp.astype(self._uniform(x, xp) < keep, x.dtype) * (1.0 / keep)
+        if self.uniform is not None:
+            host = np.asarray(self.uniform(tuple(x.shape))) > self.dropout_ratio
+            mask = asarray(host, xp, device_of(x), dtype_name(xp, x.dtype))
+        else:
+            mask = xp.astype(self._uniform(x, xp) < keep, x.dtype)
+        if self.inverted:
+            mask = mask * (1.0 / keep)
         self.calls += 1
         self.mask = mask
         return x * mask

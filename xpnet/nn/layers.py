@@ -27,11 +27,11 @@ from __future__ import annotations
 import numbers
 import operator
 
+from array_api_compat import array_namespace, is_numpy_namespace
 from array_api_compat import device as device_of
-from array_api_compat import is_numpy_namespace
 
 from ..backend import namespace_of
-from ..errors import ShapeError
+from ..errors import BackendError, ConfigError, ShapeError
 from .functions import as_one_hot, sigmoid
 
 
@@ -196,15 +196,32 @@ class SoftmaxWithLoss:
     Labels are one-hot rows or integer class indices. With z = x - max_k x (per row) and
     s = Σ_k exp(z), log softmax(x) = z - log s, so L = Σ t·(log s - z) / N: no 1e-7 guard as in
     cross_entropy_error is needed, and backward is the exact gradient (softmax(x) - t) / N.
+
+    ``delta`` > 0 is the book's loss instead: L = -(1/N) Σ_n Σ_k t_nk log(y_nk + δ) with
+    y = softmax(x), the guard of its cross_entropy_error (δ = 1e-7), summed per sample first as
+    the book sums one log per sample. Backward is the same (y - t) / N either way (the book's too:
+    it differentiates as if δ were 0).
     """
 
-    def __init__(self):
+    def __init__(self, delta: float = 0.0):
+        delta = float(delta)
+        if not delta >= 0.0:
+            raise ConfigError(f"delta must be a number >= 0, got {delta}")
+        self.delta = delta
         self.loss = None  # pragma: no mutate - forward sets these before any read
         self.y = None  # pragma: no mutate
         self.t = None  # pragma: no mutate
         self._classes = None  # cached class indices 0..C-1 for expanding integer labels
 
     def _one_hot(self, t, x, xp):
+        if type(t) is not type(x):
+            try:
+                array_namespace(x, t)
+            except TypeError:
+                raise BackendError(
+                    f"the labels are a {type(t).__module__}.{type(t).__name__} but the scores are "
+                    f"{type(x).__module__}.{type(x).__name__}: give labels of the scores' library"
+                ) from None
         if t.shape == x.shape:
             return t if t.dtype == x.dtype else xp.astype(t, x.dtype)
         classes = self._classes
@@ -228,7 +245,11 @@ class SoftmaxWithLoss:
         e = xp.exp(z)
         s = xp.sum(e, axis=-1, keepdims=True)
         self.y, self.t = e / s, t
-        self.loss = xp.sum(t * (xp.log(s) - z)) / x.shape[0]
+        if self.delta:
+            per_sample = xp.sum(t * xp.log(self.y + self.delta), axis=-1)
+            self.loss = -xp.sum(per_sample) / x.shape[0]
+        else:
+            self.loss = xp.sum(t * (xp.log(s) - z)) / x.shape[0]
         return self.loss
 
     def backward(self, dout=1.0):

@@ -115,6 +115,10 @@ class Network:
         """Gradients from the last backward pass, keyed like ``params`` (the layers' own arrays)."""
         return {key: getattr(layer, "d" + attr) for key, layer, attr in self._slots}
 
+    def param_slots(self) -> list[tuple[str, Layer, str]]:
+        """(key, layer, attribute) of every parameter, in ``params``' order."""
+        return list(self._slots)
+
     @property
     def buffers(self) -> dict:
         """State saved with the parameters but not trained ("BatchNormalization1.running_mean")."""
@@ -154,6 +158,19 @@ class Network:
                 raise ShapeError(f"{key} has shape {tuple(old.shape)}, got {tuple(new.shape)}")
         for key, new in params.items():
             current[key][...] = new
+
+    def save_params(self, file_name="params.pkl"):
+        """Write the weights as the book's ``save_params`` does (xpnet.nn.bookformat); the path."""
+        from .bookformat import save_params
+
+        return save_params(self, file_name)
+
+    def load_params(self, file_name="params.pkl") -> None:
+        """Read weights the book's ``save_params`` wrote (its trained params.pkl, say), without
+        running code from the file; dropout's test-time scale is folded in (xpnet.nn.bookformat)."""
+        from .bookformat import load_params
+
+        load_params(self, file_name)
 
     def _first_param(self):
         _, layer, attr = self._slots[0]
@@ -210,6 +227,9 @@ class Network:
         return x, single
 
     def _label_batch(self, t, single: bool):
+        if isinstance(t, int) and not isinstance(t, bool):  # one sample's label as a Python int
+            ref = self._first_param()
+            t = namespace_of(ref).asarray(t, device=device_of(ref))
         self._same_place(t, "labels")
         if single and t.ndim < 2 and tuple(t.shape) != (1,):  # one label, or one one-hot row
             t = namespace_of(t).reshape(t, (1, *t.shape))
@@ -302,20 +322,25 @@ class Network:
 
     def count_correct(self, x, t, batch_size: int | None = None):
         """Number of samples whose top score is the true class, as a 0-d device array."""
+        return self._count_correct(x, t, batch_size)[0]
+
+    def accuracy(self, x, t, batch_size: int | None = None) -> float:
+        """Fraction of samples classified correctly (one host read at the end)."""
+        correct, n = self._count_correct(x, t, batch_size)
+        return int(correct) / n
+
+    def _count_correct(self, x, t, batch_size):
+        """(correct count as a 0-d device array, number of samples) of a batch or one sample."""
         x, single = self._input(x)
         t = self._label_batch(t, single)
-        return count_correct(
+        correct = count_correct(
             lambda xb: self._forward(xb, train=False),
             x,
             t,
             batch_size or self.eval_batch_size,
             check=lambda scores_shape: check_labels(t, scores_shape),
         )
-
-    def accuracy(self, x, t, batch_size: int | None = None) -> float:
-        """Fraction of samples classified correctly (one host read at the end)."""
-        x, _ = self._input(x)
-        return int(self.count_correct(x, t, batch_size)) / x.shape[0]
+        return correct, x.shape[0]
 
     def __repr__(self) -> str:
         inner = " -> ".join(repr(layer) for layer in self.layers.values())

@@ -31,14 +31,6 @@ def pair(value, name: str) -> tuple[int, int]:
     return ints  # type: ignore[return-value]
 
 
-def non_negative(value, name: str) -> int:
-    """`value` as a Python int, or a ConfigError unless it is an integer >= 0."""
-    number = as_int(value)
-    if number is None or number < 0:
-        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-    return number
-
-
 def output_size(size: int, window: int, stride: int, pad: int) -> int:
     """Number of window positions along one axis: (size + 2·pad − window) // stride + 1."""
     return (size + 2 * pad - window) // stride + 1

@@ -21,6 +21,7 @@ import traceback
 import numpy as np
 
 from ..errors import ConfigError, XpnetError
+from ..fast.threads import set_threads
 
 #: the launchers' environment: MPICH/Intel MPI (Hydra, srun --mpi=pmi2), Open MPI, MVAPICH
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -171,15 +172,25 @@ class MPIComm:
 
     def limit_threads(self, backend_name: str) -> int:
         """BLAS (and torch) threads per process: the cores of this node shared among its ranks,
-        unless the user set OMP_NUM_THREADS & co. Returns the number (0: left to the user)."""
+        unless the user set OMP_NUM_THREADS & co. Returns the number (0: left to the user).
+
+        xpnet's own worker threads (the convolutional fast step's) follow the same number, or the
+        BLAS variable the user set, unless XPNET_THREADS says otherwise: two ranks each splitting
+        their step over every core would run four threads on two cores.
+        """
         if any(name in os.environ for name in THREAD_VARIABLES):
             self.threads = 0
+            given = [os.environ[name].strip() for name in THREAD_VARIABLES if name in os.environ]
+            if "XPNET_THREADS" not in os.environ and given[0].isdigit() and int(given[0]) > 0:
+                set_threads(int(given[0]))
             return 0
         try:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             cores = os.cpu_count() or 1
         self.threads = max(1, cores // self.local_size)
+        if "XPNET_THREADS" not in os.environ:
+            set_threads(self.threads)
         with contextlib.suppress(ImportError):
             from threadpoolctl import threadpool_limits
 

@@ -1,10 +1,13 @@
 """The parts of training around the loop: callbacks, and the readers among them.
 
 A callback is called at fixed points of `Trainer.run` (xpnet.training.trainer): the loop itself
-only draws batches, steps and updates. Each log interval has two phases: readers measure into the
-interval's record (`on_interval`: the loss meter, the divergence guard, the evaluation), then,
-once the record is complete, writers emit it (`on_record`: the console, the metrics file,
-TensorBoard, the checkpointer; in xpnet.training.writers). A callback keeps its own state in the
+only draws batches, steps and updates. Each log interval has three phases: readers measure into
+the interval's record (`on_interval`: the loss meter, the divergence guard, the evaluation), the
+interval is closed at its step (`on_close`: per-interval sums start over, a checkpoint due takes
+what it needs), then, once the record is complete, writers emit it (`on_record`: the console, the
+metrics file, TensorBoard, the checkpointer; in xpnet.training.writers). The record is complete at
+once, except where the evaluation runs on a worker thread while the steps go on (`Evaluation`):
+then it is emitted a few steps later, in order, with the same numbers. A callback keeps its own state in the
 checkpoint (`state_dict` / `load_state_dict`; the keys of all callbacks share one namespace, the
 checkpoint's ``extra``). Writers are marked `one_process`: a data-parallel run gives them to one
 process only.
@@ -41,6 +44,10 @@ class Callback:
 
     def on_interval(self, trainer, record: dict) -> None:
         """A log line is due: measure into `record` (readers) or refuse it (the guard)."""
+
+    def on_close(self, trainer, record: dict) -> None:
+        """The interval ends at this step (its evaluation may still be running on a worker):
+        start per-interval state over, take now what must be of this step."""
 
     def on_record(self, trainer, record: dict) -> None:
         """The log line's record is complete and in `trainer.history`: emit it (writers)."""
@@ -111,7 +118,7 @@ class LossMeter(Callback):
             total /= trainer.comm.size
         record["loss"] = total / count
 
-    def on_record(self, trainer, record: dict) -> None:
+    def on_close(self, trainer, record: dict) -> None:
         self.losses.clear()
         self.carried = (0.0, 0)
 
@@ -194,12 +201,81 @@ class Evaluation(Callback):
     Between chunks it looks for a stop request, so a signal during a long evaluation is acted on
     at once (the unfinished line is dropped; the checkpoint is of the current step). In a
     data-parallel run each process counts its share of the rows and the counts are added once.
+
+    Overlapped (`overlapping`: NumPy, a fused fully connected step small enough that BLAS runs it
+    on one thread, one process, an evaluation of at most OVERLAP_MAX_WORK): the second core is
+    idle during the steps, so each line but the last is evaluated there, on a worker thread, on a
+    copy of the weights taken at the line's step, while the steps go on (BLAS and NumPy's loops
+    release the GIL); the trainer emits the line once it is done. The final line counts the train
+    set on the worker and the test set on the main thread. BLAS stays on one thread for the whole
+    run (no thread count changes under a running evaluation), so the run overlaps only where one
+    thread gives the bits all threads give, checked on the run's own chunk shapes (`same_bits`):
+    OpenBLAS 0.3.31 splits the sum over k of MNIST's first layer between two threads, so there
+    the lines are evaluated between the steps as before. Such an evaluation takes well under a
+    second: a stop request waits for it and the line it measures is kept.
     """
 
     order = 30
+    #: rows × parameters of the largest evaluation run on the worker (MNIST's 70,000 rows on the
+    #: slides' 784-50-10 net: 2.8·10⁹); larger ones run as before, between the steps
+    OVERLAP_MAX_WORK = 1e10
+
+    def __init__(self):
+        self.worker = None  # the thread that evaluates while the steps go on (overlapped only)
+        self._one_thread = None  # the BLAS limit held for the whole run (overlapped only)
+
+    def overlapping(self, trainer) -> bool:
+        """Whether this run's evaluations go to a worker thread (see the class docstring)."""
+        if trainer.comm.size > 1:  # data-parallel: each process evaluates a share, as before
+            return False
+        if not hasattr(trainer.fused, "frozen") or not trainer.steps_on_one_thread():
+            return False  # GPU, torch (threads of its own), the layers, or steps on all cores
+        d, params = trainer.data, sum(math.prod(p.shape) for p in trainer.net.params.values())
+        rows = d.x_train.shape[0] + d.x_test.shape[0]
+        return rows * params <= self.OVERLAP_MAX_WORK and self.same_bits(trainer)
+
+    @staticmethod
+    def same_bits(trainer) -> bool:
+        """Whether the scores of every chunk shape this run evaluates are the same bits with BLAS
+        on one thread as on all (BLAS may split a product's sum over its threads)."""
+        import numpy as np  # (overlapping only asks on NumPy)
+        from threadpoolctl import threadpool_limits
+
+        d, chunk, shapes = trainer.data, trainer.net.eval_batch_size, set()
+        for n in (d.x_train.shape[0], d.x_test.shape[0]):
+            for rows in {n, min(n, trainer.config.eval_samples or n)}:
+                shapes |= {min(rows, chunk), rows % chunk} - {0}
+        x = d.x_train if d.x_train.shape[0] >= max(shapes) else d.x_test
+        xp = trainer.be.xp
+        for rows in sorted(shapes):
+            # weights that overflow are the first line's to report (the guard), not a warning here
+            with np.errstate(all="ignore"):
+                everywhere = trainer.fused.predict(x[:rows, ...])
+                with threadpool_limits(1, user_api="blas"):
+                    one = trainer.fused.predict(x[:rows, ...])
+            if not bool(xp.all(one == everywhere)):
+                return False
+        return True
+
+    def on_fit_start(self, trainer) -> None:
+        if not self.overlapping(trainer):
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._one_thread = trainer.blas_threads()
+        self._one_thread.__enter__()
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="xpnet-evaluation")
+
+    def on_fit_end(self, trainer, reason: str) -> None:
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
+            self.worker = None
+        if self._one_thread is not None:
+            self._one_thread.__exit__(None, None, None)
+            self._one_thread = None
 
     def on_interval(self, trainer, record: dict) -> None:
-        d, net, comm = trainer.data, trainer.net, trainer.comm
+        d, net = trainer.data, trainer.net
         if trainer.fused is not None:
             predict = trainer.fused.predict
         else:
@@ -209,25 +285,45 @@ class Evaluation(Callback):
 
         chunk = net.eval_batch_size
         n = trainer.config.eval_samples
-        if trainer.iteration >= trainer.total_iters:
+        final = trainer.iteration >= trainer.total_iters
+        if final:
             n = None  # the final line: the whole sets
         sets = [(x[:n, ...], t[:n, ...]) for x, t in ((d.x_train, d.t_train), (d.x_test, d.t_test))]
-        counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
-        train, test = comm.sum([int(c) for c in counts])  # the host reads, once per set
-        record["train_acc"] = train / sets[0][0].shape[0]
-        record["test_acc"] = test / sets[1][0].shape[0]
-        if n is not None and n < max(d.x_train.shape[0], d.x_test.shape[0]):
-            record["evaluated_on"] = n
+        some = n is not None and n < max(d.x_train.shape[0], d.x_test.shape[0])
+        if self.worker is None:
+            counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
+        elif final:  # nothing left to overlap: both cores on the two sets
+            train = self.worker.submit(self.count_correct, trainer, predict, *sets[0], chunk, False)
+            counts = [None, self.count_correct(trainer, predict, *sets[1], chunk, False)]
+            counts[0] = train.result()
+        else:  # the keys now, in their order; the numbers when the worker has them
+            record.update({"train_acc": None, "test_acc": None})
+            record.update({"evaluated_on": n} if some else {})
+            predict = trainer.fused.frozen().predict  # the weights of this step, copied
+            job = self.worker.submit(self._accuracies, trainer, predict, sets, chunk)
+            trainer.defer(record, job)
+            return
+        record.update(self._accuracies(trainer, None, sets, chunk, counts))
+        record.update({"evaluated_on": n} if some else {})
+
+    @classmethod
+    def _accuracies(cls, trainer, predict, sets, chunk, counts=None) -> dict:
+        """{"train_acc", "test_acc"} of `sets`, counting with `predict` unless `counts` are given."""
+        if counts is None:  # on the worker: a stop request waits for it (it takes little time)
+            counts = [cls.count_correct(trainer, predict, x, t, chunk, False) for x, t in sets]
+        train, test = trainer.comm.sum([int(c) for c in counts])  # the host reads, once per set
+        return {"train_acc": train / sets[0][0].shape[0], "test_acc": test / sets[1][0].shape[0]}
 
     @staticmethod
-    def count_correct(trainer, predict, x, t, chunk: int) -> int:
-        """Correct predictions among this process's share of the rows of (x, t), on the device."""
+    def count_correct(trainer, predict, x, t, chunk: int, stoppable: bool = True) -> int:
+        """Correct predictions among this process's share of the rows of (x, t), on the device;
+        between chunks a stop request ends it (StopRequested) when `stoppable`."""
         xp = trainer.be.xp
         n, rank, size = x.shape[0], trainer.comm.rank, trainer.comm.size
         start, stop = n * rank // size, n * (rank + 1) // size
         correct = 0
         for i in range(start, stop, chunk):
-            if trainer.stop_signal is not None:
+            if stoppable and trainer.stop_signal is not None:
                 raise StopRequested
             j = min(i + chunk, stop)
             hits = xp.argmax(predict(x[i:j, ...]), axis=1) == t[i:j]

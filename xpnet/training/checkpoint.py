@@ -73,6 +73,15 @@ def save_checkpoint(
     path, net, optimizer=None, *, iteration: int = 0, config=None, extra=None
 ) -> Path:
     """Atomically write the network's weights (and optimizer state, progress) to `path`."""
+    payload = checkpoint_payload(net, optimizer, iteration=iteration, config=config, extra=extra)
+    return write_checkpoint(path, *payload)
+
+
+def checkpoint_payload(
+    net, optimizer=None, *, iteration: int = 0, config=None, extra=None, copy: bool = False
+) -> tuple[dict, dict]:
+    """What `save_checkpoint` writes: (host arrays by name, the JSON entry "meta" as a dict).
+    `copy`: every array and the meta copied, to be written later while training goes on."""
     arrays = {f"params/{key}": to_numpy(value) for key, value in net.params.items()}
     arrays.update({f"buffers/{key}": to_numpy(value) for key, value in net.buffers.items()})
     meta = {
@@ -88,8 +97,16 @@ def save_checkpoint(
         else _flatten(optimizer.state_dict(), "optim", arrays),
         "extra": _flatten(extra or {}, "extra", arrays),
     }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    if copy:  # NumPy's arrays are the training's own; JSON round trips exactly
+        arrays = {key: np.array(value, copy=True) for key, value in arrays.items()}
+        meta = json.loads(json.dumps(meta))
+    return arrays, meta
+
+
+def write_checkpoint(path, arrays: dict, meta: dict) -> Path:
+    """Atomically write a `checkpoint_payload` to `path`."""
+    entries = {**arrays, "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    return atomic_write(path, lambda f: np.savez(f, **entries))
 
 
 def model_file(path) -> Path:

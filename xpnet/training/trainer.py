@@ -17,6 +17,7 @@ import contextlib
 import math
 import signal
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,15 @@ from ..backend import Backend, resolve, synchronize
 from ..errors import ConfigError, XpnetError
 from ..fast import optimizer_kernel, plan
 from ..nn.optimizers import make_optimizer
-from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter, StopRequested
-from .checkpoint import Checkpoint, load_checkpoint, restore_params, save_checkpoint
+from .callbacks import Callback, StopRequested
+from .checkpoint import (
+    Checkpoint,
+    checkpoint_payload,
+    load_checkpoint,
+    restore_params,
+    save_checkpoint,
+    write_checkpoint,
+)
 from .comm import SingleProcess
 from .config import (
     FIXED_ON_RESUME,
@@ -37,16 +45,7 @@ from .config import (
     resumed_config,
 )
 from .placement import Sampler, to_device
-from .writers import (
-    Checkpointer,
-    Console,
-    Forecast,
-    MetricsFile,
-    ProgressBar,
-    RunRecord,
-    StopSignals,
-    TensorBoard,
-)
+from .writers import Checkpointer, default_callbacks
 
 #: batch × parameters under which NumPy's training steps run BLAS on one thread: a second thread
 #: costs more to wake than it saves on such small products. Measured on 2 cores: the slides'
@@ -65,22 +64,6 @@ class Interrupted(XpnetError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
-
-
-def default_callbacks(
-    out, *, verbose=True, progress=None, tensorboard=False, checkpoint_every=None
-):
-    """The callbacks of a run into folder `out` (None: nothing is written)."""
-    callbacks = [StopSignals(), LossMeter(), DivergenceGuard(), Evaluation()]
-    bar = ProgressBar(progress) if progress is not False else None
-    callbacks += [bar] if bar is not None else []
-    if verbose:
-        console = Console(bar)
-        callbacks += [console, Forecast(console)]
-    if out is not None:
-        callbacks += [RunRecord(out), MetricsFile(out), Checkpointer(out, checkpoint_every)]
-        callbacks += [TensorBoard(out)] if tensorboard else []
-    return callbacks
 
 
 class Trainer:
@@ -139,6 +122,8 @@ class Trainer:
         self.pending_signal: int | None = None
         self._t0: float | None = None
         self.last_checkpoint: tuple[Path, int] | None = None  # (path, iteration) of the last save
+        # a log line measured at its step whose evaluation still runs on a worker: (record, job)
+        self._line: tuple[dict, Future] | None = None
         every = config.checkpoint_every
         mine = default_callbacks(self.out, verbose=verbose, progress=progress,
                                  tensorboard=tensorboard, checkpoint_every=every)  # fmt: skip
@@ -172,11 +157,13 @@ class Trainer:
                     self.advance(min(line, self.total_iters))
                     if self.stop_signal is None:
                         self._interval(final=self.iteration == self.total_iters)
+                self.finish_line()
             if self.stop_signal is not None:
                 reason = "signal"
                 raise self._interrupted()
             reason = "done"
         finally:
+            self._line = None  # after an error: the line being evaluated is not written
             self.elapsed, self._t0 = self.seconds(), None
             for callback in self.callbacks:
                 if reason == "error":  # the first error is the one to report
@@ -207,9 +194,12 @@ class Trainer:
                 self.iteration += 1
                 for hook in step_end:
                     hook(self, loss)
+                if self._line is not None and self._line[1].done():
+                    self.finish_line()
 
     def _interval(self, final: bool = False) -> None:
-        """A log line: readers measure into the record, then writers emit it."""
+        """A log line: readers measure, the interval closes, writers emit it (when done: `defer`)."""
+        self.finish_line()  # the previous line first: the lines come in order
         if final:
             synchronize(self.net.params["W1"])  # the time of the last line includes the last step
         record = {
@@ -224,6 +214,30 @@ class Trainer:
         record["seconds"] = round(self.seconds(), 4)
         if final:
             record["final"] = True
+        for callback in self.callbacks:
+            callback.on_close(self, record)
+        if self._line is None or self._line[0] is not record:
+            self._emit(record)
+
+    def defer(self, record: dict, job: Future) -> None:
+        """`job`, running while the steps go on, completes `record` (its result: the values)."""
+        self._line = (record, job)
+
+    @property
+    def line_pending(self) -> bool:
+        """Whether a log line waits for its evaluation (then `history` lacks it so far)."""
+        return self._line is not None
+
+    def finish_line(self) -> None:
+        """Wait for the evaluation of the deferred log line, if any, and emit the line."""
+        if self._line is not None:
+            record, job = self._line
+            values = job.result()
+            self._line = None
+            record.update(values)
+            self._emit(record)
+
+    def _emit(self, record: dict) -> None:
         self.history.append(record)
         for callback in self.callbacks:
             callback.on_record(self, record)
@@ -245,16 +259,25 @@ class Trainer:
             self.stop_signal,
         )
 
+    def steps_on_one_thread(self) -> bool:
+        """Whether the training steps run BLAS on one thread (NumPy, batch × parameters under
+        SMALL_STEP, threadpoolctl installed): then the other core is idle during the steps."""
+        n_params = sum(math.prod(p.shape) for p in self.net.params.values())
+        if self.be.name != "numpy" or self.config.batch_size * n_params > SMALL_STEP:
+            return False
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:  # an optional speed-up
+            return False
+        return True
+
     def blas_threads(self):
         """A context in which the training steps run: on NumPy, BLAS on one thread when the step's
         products are small (batch × parameters under SMALL_STEP), all threads otherwise."""
-        n_params = sum(math.prod(p.shape) for p in self.net.params.values())
-        if self.be.name != "numpy" or self.config.batch_size * n_params > SMALL_STEP:
+        if not self.steps_on_one_thread():
             return contextlib.nullcontext()
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # an optional speed-up
-            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
         return threadpool_limits(1, user_api="blas")
 
     # -- state ----------------------------------------------------------------------------------
@@ -306,17 +329,35 @@ class Trainer:
         In a data-parallel run every process calls it at the same step (the callbacks' `on_save`
         may reduce over the processes) and rank 0 writes the file.
         """
+        self.finish_line()  # a checkpoint holds every line measured before its step
+        return self.capture()(path)
+
+    def capture(self, line: dict | None = None):
+        """A checkpoint of this step, taken now and written by calling the result with a path;
+        `line`: this step's record, still being evaluated (held as it is when written)."""
         for callback in self.callbacks:
             callback.on_save(self)
         config = {f: getattr(self.config, f) for f in self.config.__dataclass_fields__}
         # the dataset actually used ("digits" after an "auto" fallback), so a resume loads it
         config["dataset"] = self.dataset.name
         extra = self.state_dict()
-        if self.comm.rank == 0:
-            path = save_checkpoint(path, self.net, self.optimizer, iteration=self.iteration,
-                                   config=config, extra=extra)  # fmt: skip
-        self.last_checkpoint = (Path(path), self.iteration)
-        return Path(path)
+        if line is not None:
+            extra["history"] = [*extra["history"], line]
+        iteration, rank0 = self.iteration, self.comm.rank == 0
+        args = {"iteration": iteration, "config": config, "extra": extra}
+        if line is not None and rank0:  # copied now; written with the line as evaluated since
+            arrays, meta = checkpoint_payload(self.net, self.optimizer, copy=True, **args)
+
+        def write(path) -> Path:
+            if rank0 and line is None:
+                save_checkpoint(path, self.net, self.optimizer, **args)
+            elif rank0:
+                meta["extra"]["history"][-1] = dict(line)
+                write_checkpoint(path, arrays, meta)
+            self.last_checkpoint = (Path(path), iteration)
+            return Path(path)
+
+        return write
 
     def load_state_dict(self, ckpt: Checkpoint) -> None:
         """Continue the run saved in `ckpt`, refusing one whose model, optimizer, seed, batch size

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..progress import Progress, safe_print
-from .callbacks import Callback
+from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter
 
 #: at most this many updates run between two looks at the clock for a time-based checkpoint
 CHECK_CLOCK_EVERY = 1_000
@@ -278,6 +278,7 @@ class Checkpointer(Callback):
         self.model_path = Path(out) / "model.npz"
         self.every = every
         self._saved_at = time.perf_counter()
+        self._due = None  # a checkpoint due at the line being emitted: True, or one taken then
 
     def on_fit_start(self, trainer) -> None:
         self._saved_at = time.perf_counter()
@@ -299,10 +300,37 @@ class Checkpointer(Callback):
         elif not i % CHECK_CLOCK_EVERY and self._late(trainer):
             self.save(trainer)
 
+    def on_close(self, trainer, record: dict) -> None:
+        # decided at the line's step; a line still being evaluated gets its checkpoint taken now
+        # and written with it, so the file is the one an unoverlapped run writes
+        i, self._due = record["iteration"], None
+        if record.get("final") or (
+            i > 0 and (self.every is None or not i % self.every or self._late(trainer))
+        ):
+            self._due = trainer.capture(record) if trainer.line_pending else True
+
     def on_record(self, trainer, record: dict) -> None:
-        i = record["iteration"]
+        due, self._due = self._due, None
+        if due is True:
+            self.save(trainer)
+        elif due is not None:  # taken at the line's step
+            self._saved_at = time.perf_counter()
+            due(self.path)
         if record.get("final"):
-            self.save(trainer)
             self.save(trainer, self.model_path)
-        elif i > 0 and (self.every is None or not i % self.every or self._late(trainer)):
-            self.save(trainer)
+
+
+def default_callbacks(
+    out, *, verbose=True, progress=None, tensorboard=False, checkpoint_every=None
+):
+    """The callbacks of a run into folder `out` (None: nothing is written)."""
+    callbacks = [StopSignals(), LossMeter(), DivergenceGuard(), Evaluation()]
+    bar = ProgressBar(progress) if progress is not False else None
+    callbacks += [bar] if bar is not None else []
+    if verbose:
+        console = Console(bar)
+        callbacks += [console, Forecast(console)]
+    if out is not None:
+        callbacks += [RunRecord(out), MetricsFile(out), Checkpointer(out, checkpoint_every)]
+        callbacks += [TensorBoard(out)] if tensorboard else []
+    return callbacks
