@@ -88,3 +88,33 @@ def mnist_dir() -> Path | None:
         return None
     path = Path(value).expanduser()
     return path if all(locate("mnist", path)) else None
+
+
+def _skip_reason(report) -> str:
+    """The reason a skipped test report gives, without pytest's "Skipped: " prefix."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Skips counted by reason, one line each (addopts has no -rs: one line per skip floods a run
+    where whole backends are absent); `pytest -rs` still lists every skipped test."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or any(c in config.option.reportchars for c in "saA"):
+        return  # -rs, -ra, -rA: pytest lists every skip itself
+    counts: dict[str, int] = {}
+    for report in skipped:
+        reason = _skip_reason(report)
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        counts[reason] = counts.get(reason, 0) + 1
+    shown = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    limit = 12
+    terminalreporter.section(f"{len(skipped)} skipped, by reason", sep="-")
+    for reason, n in shown[:limit]:
+        terminalreporter.write_line(f"{n:5d}  {reason}")
+    if len(shown) > limit:
+        rest = sum(n for _, n in shown[limit:])
+        terminalreporter.write_line(
+            f"{rest:5d}  for {len(shown) - limit} other reasons (pytest -rs lists every skip)"
+        )

@@ -184,7 +184,7 @@ class RunFolder:
         claim(out, self.claims)
 
     def new(self, root="runs", tag: str = "") -> Path:
-        """Make and claim a fresh folder root/YYYYmmdd-HHMMSS[-tag][-n] (no --out given)."""
+        """Make and claim a fresh folder `root/YYYYmmdd-HHMMSS[-tag][-n]` (no --out given)."""
         root = Path(root)
         if not root.exists():
             self.created.append(root)
@@ -216,7 +216,7 @@ def reason(exc: OSError) -> str:
 
 
 def new_run_dir(root="runs", tag: str = "") -> Path:
-    """A fresh folder runs/YYYYmmdd-HHMMSS[-tag][-n] that did not exist before."""
+    """A fresh folder `runs/YYYYmmdd-HHMMSS[-tag][-n]` that did not exist before."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / (f"{stamp}-{tag}" if tag else stamp)
     path, n = base, 1
