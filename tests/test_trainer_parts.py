@@ -401,7 +401,7 @@ def test_epochs_beyond_any_run_are_refused():
 # -- slow or surprising runs announced -----------------------------------------------------------
 
 
-def test_a_long_run_says_how_long_it_will_take_once(monkeypatch, capsys):
+def test_a_long_run_says_how_long_it_will_take_once(monkeypatch, capsys, sequential):
     from xpnet.training.writers import Forecast
 
     monkeypatch.setattr(Forecast, "MEASURE", 0.0)

@@ -36,8 +36,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Train a network with hand-written backprop (xpnet). The defaults reproduce "
         "the slides: a 784-50-10 ReLU net, SGD lr 0.1, batch 100, 10,000 iterations on MNIST (about "
-        "97%% test accuracy, seconds on a CPU). --model simple-cnn and deep-cnn train the book's "
-        "chapter 7 and 8 convolutional networks (Adam lr 0.001; 98.9%% and 99.4%% after 20 epochs, "
+        "97% test accuracy, seconds on a CPU). --model simple-cnn and deep-cnn train the book's "
+        "chapter 7 and 8 convolutional networks (Adam lr 0.001; 98.9% and 99.4% after 20 epochs, "
         "minutes to an hour on a CPU).",
         epilog="Outputs go to --out: config.json (what ran, as it took effect), metrics.jsonl (one "
         "line per epoch, the last the final result), curves.png, checkpoint.npz (for --resume) and "
@@ -54,7 +54,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     )
     g.add_argument("--no-fused", dest="fused", action="store_const", const=False, default=None,
                    help="run every step through the layers themselves (the book's code), not "
-                   "the fused kernels of xpnet.fused; the same numbers up to rounding, slower")  # fmt: skip
+                   "the fused kernels of xpnet.fast; the same numbers up to rounding, slower")  # fmt: skip
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASET_CHOICES, default=None,

@@ -6,7 +6,7 @@ internally, (N, C, H, W) uint8 as stored; `load_dataset` returns them flattened 
 by default or as (N, C, H, W), and `Dataset.image_shape` says (C, H, W) either way, so flat rows
 can be turned back into images for a CNN (`Dataset.as_images`).
 
-Moving arrays to a device is the caller's job (`xpnet.training.trainer.to_device`); everything here
+Moving arrays to a device is the caller's job (`xpnet.training.placement.to_device`); everything here
 is NumPy.
 """
 

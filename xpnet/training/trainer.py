@@ -255,7 +255,7 @@ class Trainer:
         path = saver.save(self)
         return Interrupted(
             f"{name} at iteration {self.iteration} of {self.total_iters}; checkpoint saved to "
-            f"{path}. Resume with: python scripts/train.py --resume {path}",
+            f"{path}. Resume with: xpnet train --resume {path}",
             self.stop_signal,
         )
 
