@@ -224,6 +224,9 @@ def test_layers_copy_the_arrays_they_are_built_from(kind, backend, rng):
     t = backend.asarray(rng.integers(0, 4, x.shape[0]))
     kinds = {"affine": "Affine", "convolution": "Convolution", "batchnorm": "BatchNormalization"}
     owners = [net.layers[f"{kinds[kind]}{i}"] for i in (1, 2)]  # the two built from `given`
+    for layer in owners:  # before any step: a training forward replaces the running statistics
+        for name, array in given.items():
+            assert getattr(layer, name) is not array, f"{layer.name}.{name} is the caller's array"
     for _ in range(3):
         net.forward_backward(x, t)
         expected = [
