@@ -101,6 +101,11 @@ def test_every_comparison_runs_quick_and_writes_plot_table_and_histories(name, t
     for row in rows:  # one progress line per variant
         assert sum(line.startswith(f"  {row['variant']} ") for line in stdout.splitlines()) == 1
     assert doc["command"] == "python scripts/compare.py " + " ".join(argv)
+    if name == "init":  # the report names the command as it was typed
+        again = tmp_path / "again"
+        assert main([*argv[:-1], str(again)], prog="xpnet compare") == 0
+        typed = json.loads((again / "init.json").read_text())["command"]
+        assert typed == "xpnet compare " + " ".join([*argv[:-1], str(again)])
     assert {d["name"] for d in doc["datasets"]} == {"digits"}  # --quick: the offline data
     if name == "dataset":
         status = {r["variant"]: r["status"] for r in rows}

@@ -146,7 +146,7 @@ def _signals_deferred():
             signal.signal(sig, handler)
 
 
-def run(args, argv) -> int:
+def run(args, argv, prog: str = "compare.py") -> int:
     names = list(COMPARISONS) if args.comparison == "all" else [args.comparison]
     dataset = args.dataset or ("digits" if args.quick else "auto")
     be = resolve(args.device, args.backend)
@@ -171,7 +171,9 @@ def run(args, argv) -> int:
             print("notice: the dataset comparison trains on each dataset; --dataset applies to "
                   "the others", file=sys.stderr)  # fmt: skip
         say(f"output:  {out}")
-        command = "python scripts/compare.py " + shlex.join(argv)
+        # the command as it was typed: the script, or `xpnet compare`
+        launcher = f"python scripts/{prog}" if prog.endswith(".py") else prog
+        command = f"{launcher} {shlex.join(argv)}"
         runner = open_runner(args.workers, args.scheduler)
         try:
             if type(runner) is not Runner:
@@ -221,7 +223,7 @@ def _run_all(args, names, dataset, be, load, out: Path, command, runner) -> int:
 
 def main(argv=None, prog: str = "compare.py") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_command(build_parser(prog), lambda args: run(args, argv), argv)
+    return run_command(build_parser(prog), lambda args: run(args, argv, prog), argv)
 
 
 if __name__ == "__main__":
