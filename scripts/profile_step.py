@@ -117,6 +117,20 @@ def _replay(calls) -> list[tuple[str, int, str, tuple]]:
     return [(label, n, name, copies) for label, (name, n, copies) in seen.items()]
 
 
+def _timed(run, samples: list, x):
+    """`run` wrapped to append its wall time, synchronized with `x`'s device, to `samples`."""
+
+    def timed(*args, **kwargs):
+        synchronize(x)
+        start = time.perf_counter()
+        out = run(*args, **kwargs)
+        synchronize(x)
+        samples.append(time.perf_counter() - start)
+        return out
+
+    return timed
+
+
 def time_in_step(net, x, t, repeat: int, warmup: int) -> dict[str, float]:
     """Median µs of each layer's forward and backward inside whole forward + backward passes of
     the layers (a synchronize before and after each, so on a GPU each layer's own time)."""
@@ -126,14 +140,7 @@ def time_in_step(net, x, t, repeat: int, warmup: int) -> dict[str, float]:
             run = getattr(layer, method)
             samples = times.setdefault(f"{name}.{method}", [])
 
-            def timed(*args, _run=run, _samples=samples, **kwargs):
-                synchronize(x)
-                start = time.perf_counter()
-                out = _run(*args, **kwargs)
-                synchronize(x)
-                _samples.append(time.perf_counter() - start)
-                return out
-
+            timed = _timed(run, samples, x)
             setattr(layer, method, timed)  # an instance attribute: the class's method stays
     try:
         for _ in range(warmup + repeat):
@@ -159,14 +166,7 @@ def time_stages(step, x, t, repeat: int, warmup: int) -> dict[str, float]:
             run = getattr(stage, method)
             samples = times.setdefault(f"{label}.{method}", [])
 
-            def timed(*args, _run=run, _samples=samples, **kwargs):
-                synchronize(x)
-                start = time.perf_counter()
-                out = _run(*args, **kwargs)
-                synchronize(x)
-                _samples.append(time.perf_counter() - start)
-                return out
-
+            timed = _timed(run, samples, x)
             setattr(stage, method, timed)
     try:
         for _ in range(warmup + repeat):
