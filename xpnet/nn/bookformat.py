@@ -60,44 +60,41 @@ def _buffer_keys(net) -> dict[str, str]:
     """Book-format key -> the network's buffer key ("running_mean1" -> "BatchNormalization1....")."""
     keys, numbers = {}, {}
     for name, layer in net.layers.items():
-        for attr in getattr(layer, "buffer_names", ()):
+        for attr in layer.buffer_names:
             numbers[attr] = numbers.get(attr, 0) + 1
             keys[f"{attr}{numbers[attr]}"] = f"{name}.{attr}"
     return keys
 
 
 def _scales(net) -> dict[str, float]:
-    """Parameter key -> the factor from the book's value to xpnet's (dropout folded in)."""
-    scales: dict[str, float] = {}
+    """Parameter key -> the factor from the book's value to xpnet's (1.0 where none is folded in).
+
+    Each W is multiplied by the test-time factors (1 − p) of the dropouts since the previous layer
+    with weights; the last layer's W and b by ``book_output_scale`` as well.
+    """
+    scales = dict.fromkeys(net.params, 1.0)
+    weights = {id(layer): key for key, layer, attr in net.param_slots() if attr == "W"}
     pending = 1.0
-    owner = {id(layer): key[len(attr) :] for key, layer, attr in net.param_slots() if attr == "W"}
-    last = None
     for layer in net.layers.values():
         if isinstance(layer, Dropout) and layer.inverted:
             pending *= 1.0 - layer.dropout_ratio
-        elif id(layer) in owner:
-            last = owner[id(layer)]
-            if pending != 1.0:
-                scales[f"W{last}"] = pending
-                pending = 1.0
+        elif id(layer) in weights:
+            scales[weights[id(layer)]], pending = pending, 1.0
     out = getattr(net, "book_output_scale", 1.0)
-    if out != 1.0 and last is not None:
-        scales[f"W{last}"] = scales.get(f"W{last}", 1.0) * out
-        scales[f"b{last}"] = scales.get(f"b{last}", 1.0) * out
+    for key in list(weights.values())[-1:]:  # the scores' layer: the last with weights
+        scales[key] *= out
+        scales["b" + key[1:]] *= out
     return scales
 
 
-def save_params(net, file_name="params.pkl"):
+def save_params(net, file_name):
     """Write `net`'s weights to `file_name` in the book's format (atomically); returns the path."""
     scales = _scales(net)
-    params = {}
-    for key, value in net.params.items():
-        host = np.array(to_numpy(value), copy=True)
-        params[key] = host / scales[key] if key in scales else host
+    params = {key: to_numpy(value) / scales[key] for key, value in net.params.items()}
     params = {key: params[key] for key in book_order(params)}
     buffers = net.buffers
     for book_key, key in _buffer_keys(net).items():
-        params[book_key] = np.array(to_numpy(buffers[key]), copy=True)
+        params[book_key] = to_numpy(buffers[key])
     return save_pickle(params, file_name)
 
 
@@ -127,12 +124,13 @@ def match_params(net, given: dict, file_name) -> dict[str, np.ndarray]:
     return values
 
 
-def load_params(net, file_name="params.pkl") -> None:
+def load_params(net, file_name) -> None:
     """Set `net`'s weights from the book-format pickle `file_name` (cast to the network's dtype)."""
     values = match_params(net, read_params(file_name), file_name)
     scales = _scales(net)
     be, dtype = net.backend, net.dtype
     for key, host in values.items():
-        host = host.astype(np.float64) * scales[key] if key in scales else host
+        if key in scales:  # scaled in float64, rounded once to the network's dtype
+            host = np.multiply(host, scales[key], dtype=np.float64)
         values[key] = be.asarray(host, dtype)
     net.set_params(values)
