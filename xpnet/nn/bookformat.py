@@ -83,7 +83,7 @@ def _scales(net) -> dict[str, float]:
     out = getattr(net, "book_output_scale", 1.0)
     for key in list(weights.values())[-1:]:  # the scores' layer: the last with weights
         scales[key] *= out
-        scales["b" + key[1:]] *= out
+        scales["b" + key[1:]] = out  # no dropout folds into a bias
     return scales
 
 
