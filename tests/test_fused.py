@@ -256,6 +256,53 @@ def test_compiled_kernels_are_self_checked_once_per_use_without_recursion(monkey
     assert kernels_for(be.xp) is None, "a failed check turns the kernels off for the device"
 
 
+def test_an_optimizer_kernel_is_remembered_until_what_decides_it_changes(monkeypatch):
+    """optimizer_kernel is asked for every parameter at every update, so its answer is kept; a
+    change of XPNET_FUSED, of the array's dtype, or a failed self-check is still seen at once."""
+    import xpnet
+
+    asked = []
+
+    class Compiled(NumpyKernels):
+        compiled = True
+
+        def sgd(self, p, g, lr):
+            p -= lr * g
+
+    real = registry.kernels_for
+
+    def counting(*args, **kw):
+        asked.append(args[2])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    monkeypatch.setattr(registry, "_factory", lambda xp: Compiled)
+    monkeypatch.setattr(registry, "kernels_for", counting)
+    monkeypatch.delenv("XPNET_FUSED", raising=False)
+    like = np.zeros(3, np.float32)
+    first = optimizer_kernel("sgd", like)
+    assert first is not None and first.__func__ is Compiled.sgd
+    assert optimizer_kernel("sgd", np.ones(4, np.float32)) == first and len(asked) == 1
+    assert optimizer_kernel("sgd", np.zeros(3)) is not None and len(asked) == 2  # float64
+    monkeypatch.setenv("XPNET_FUSED", "0")
+    assert optimizer_kernel("sgd", like) is None and len(asked) == 3
+    monkeypatch.setenv("XPNET_FUSED", "1")
+    assert optimizer_kernel("sgd", like) == first
+
+    class BrokenAdam(Compiled):
+        def adam(self, p, g, m, v, *args):
+            super().adam(p, g, m, v, *args)
+            p += 1.0
+
+    first.__self__.__class__ = BrokenAdam  # the same object, whose Adam now fails its check
+    with pytest.warns(registry.FusedKernelWarning, match="Adam update differs"):
+        assert optimizer_kernel("adam", like) is None
+    assert optimizer_kernel("sgd", like) is None, "a failed check turns every kernel off"
+    monkeypatch.setattr(registry, "_KERNELS", {})
+    assert optimizer_kernel("sgd", like) is not None, "a fresh registry asks again"
+    assert xpnet.fast.optimizer_kernel is optimizer_kernel
+
+
 def test_self_check_covers_exactly_what_it_is_asked_for():
     import xpnet
 

@@ -93,6 +93,7 @@ def kernels_for(xp, device=None, dtype=None, uses=()):
     except Exception as exc:  # a compile or launch failure: report it, fall back
         problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if problem is not None:
+        _forget_optimizer_kernels()  # the device's kernels are not to be used any more
         warnings.warn(
             f"xpnet's {type(kernels).__name__} failed their self-check ({problem}); using "
             f"the layers, which are correct but slower. Please report this.",
@@ -110,8 +111,36 @@ def optimizer_kernel(use: str, like):
 
     What the Trainer hands an optimizer as its ``kernels`` (xpnet.nn.optimizers.Optimizer).
     """
+    memo = _memo_key(use, like)
+    if memo in _KERNELS:
+        return _KERNELS[memo]
     kernels = kernels_for(namespace_of(like), device_of(like), like.dtype, (use,))
-    return getattr(kernels, use, None) if kernels is not None else None
+    if kernels is None:  # none here, or a self-check running or failed: ask again next time
+        return None
+    found = getattr(kernels, use, None)
+    if memo is not None:
+        _KERNELS[memo] = found
+    return found
+
+
+def _memo_key(use: str, like):
+    """What decides `optimizer_kernel`'s answer for arrays like `like` (None: not hashable).
+
+    Asked for every parameter at every update, the answer is kept in _KERNELS under this key
+    (so a fresh _KERNELS forgets it), and forgotten when a self-check fails.
+    """
+    key = ("optimizer", use, type(like), like.dtype, getattr(like, "device", None),
+           os.environ.get("XPNET_FUSED"))  # fmt: skip
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _forget_optimizer_kernels() -> None:
+    for key in [k for k in _KERNELS if k[0] == "optimizer"]:
+        del _KERNELS[key]
 
 
 def _factory(xp):
