@@ -137,28 +137,3 @@ def test_random_state_round_trip():
     first = r.permutation(10)
     r.set_state(state)
     np.testing.assert_array_equal(r.permutation(10), first)
-
-
-@pytest.mark.parametrize("before", [True, False])
-def test_host_empty_allocates_in_ordinary_pages_and_restores_numpys_setting(before, monkeypatch):
-    """NumPy's huge-page request is off while a large host array is allocated, then as it was."""
-    from xpnet.backend import host_empty
-
-    toggle = np._core.multiarray._set_madvise_hugepage
-    seen = []
-    real_empty = np.empty
-
-    def empty(shape, dtype):
-        seen.append(toggle(False))  # the setting while allocating (and keep it off)
-        return real_empty(shape, dtype)
-
-    previous = toggle(before)
-    try:
-        monkeypatch.setattr(np, "empty", empty)
-        a = host_empty((3, 5), np.uint8)
-        monkeypatch.undo()
-        assert seen == [False]
-        assert type(a) is np.ndarray and a.shape == (3, 5) and a.dtype == np.uint8
-        assert toggle(before) is before, "NumPy's setting was not restored"
-    finally:
-        toggle(previous)

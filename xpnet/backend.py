@@ -287,25 +287,6 @@ def asarray(a, xp, device, dtype=None):
     return xp.asarray(a, device=device)
 
 
-def host_empty(shape, dtype) -> np.ndarray:
-    """``np.empty(shape, dtype)`` in the kernel's ordinary pages, for a large host array written
-    once and read many times (a dataset's features).
-
-    NumPy asks Linux for transparent huge pages for arrays of 4 MB and more; where the kernel
-    then compacts memory on the first touch (THP defrag "madvise", a common default), filling a
-    fresh 188 MB array (MNIST's float32 features) stalled 0.4-0.5 s against 0.1 s in 4 KB pages,
-    and reading it was as fast either way (docs/performance.md, §16).
-    """
-    toggle = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
-    if toggle is None:
-        return np.empty(shape, dtype)
-    before = toggle(False)
-    try:
-        return np.empty(shape, dtype)
-    finally:
-        toggle(before)
-
-
 def to_numpy(x) -> np.ndarray:
     """A NumPy copy (or view, for NumPy input) of an array from any backend, on the host."""
     if isinstance(x, np.ndarray):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import host_empty, namespace_of
+from ..backend import namespace_of
 from ..errors import DataError, choose
 from .catalogue import DATASETS, DIGIT_NAMES
 from .fetch import DataUnavailable
@@ -107,7 +107,7 @@ def _features(x: np.ndarray, scale: int, normalize: bool, flatten: bool) -> np.n
     if not normalize:
         # A view of the file's bytes is read-only; callers may shuffle in place.
         return x if x.flags.writeable else x.copy()
-    out = host_empty(x.shape, np.float32)
+    out = np.empty(x.shape, np.float32)
     factor = np.float32(1 / scale)
     # One multiply with the uint8 -> float32 cast inside it (no temporary); on MNIST most of its
     # time is the kernel handing out fresh pages, which threads on row blocks share out.

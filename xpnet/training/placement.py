@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from ..backend import Backend, host_empty
+from ..backend import Backend
 from ..errors import DataError, LabelError, ShapeError
 from ..nn.functions import check_labels
 
@@ -42,7 +42,7 @@ def uint8_codes(x: np.ndarray, scale, rows: int = 512) -> np.ndarray | None:
     """
     if not scale or x.dtype != np.float32:
         return None
-    factor, codes = np.float32(1 / scale), host_empty(x.shape, np.uint8)
+    factor, codes = np.float32(1 / scale), np.empty(x.shape, np.uint8)
     block = np.empty((min(rows, len(x)), *x.shape[1:]), np.float32)
     back = np.empty_like(block)
     for start in range(0, len(x), rows):
