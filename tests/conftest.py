@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +97,27 @@ def _skip_reason(report) -> str:
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
     return reason.removeprefix("Skipped: ")
+
+
+def pytest_configure(config):
+    """xpnet's cache ($XDG_CACHE_HOME/xpnet) in a folder of this session: loading MNIST from
+    XPNET_DATA_DIR writes a decoded copy into the cache, and the tests must not leave files in
+    the user's own (the commands they run inherit the variable)."""
+    if not hasattr(config, "workerinput"):
+        folder = tempfile.mkdtemp(prefix="xpnet-test-cache-")
+        config._xpnet_cache = (folder, os.environ.get("XDG_CACHE_HOME"))
+        os.environ["XDG_CACHE_HOME"] = folder
+
+
+def pytest_unconfigure(config):
+    held = getattr(config, "_xpnet_cache", None)
+    if held is not None:
+        folder, before = held
+        if before is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
