@@ -171,6 +171,41 @@ def test_a_signal_while_a_line_is_evaluated_keeps_the_line_and_resumes_the_same(
     assert resumed.run() == {**full.run(), "seconds": resumed.history[-1]["seconds"]}
 
 
+@pytest.mark.parametrize("at", [60, 90], ids=["a-line", "the-final-line"])
+def test_a_line_dropped_by_a_signal_is_written_when_the_run_resumes(tmp_path, monkeypatch, at):
+    """A signal during a line's evaluation drops that line and saves the checkpoint of its step;
+    the resumed run writes that line first, so the run's lines and losses are those of a run
+    never stopped (the loss of the next line is not averaged over two intervals)."""
+    real = Evaluation.count_correct
+
+    def count(trainer, predict, x, t, chunk, stoppable=True):
+        if trainer.iteration == at and not trainer.history[-1]["iteration"] == at:
+            trainer.stop_signal = signal.SIGTERM  # as the handler sets it, mid-evaluation
+        return real(trainer, predict, x, t, chunk, stoppable)
+
+    monkeypatch.setattr(Evaluation, "OVERLAP_MAX_WORK", 0)  # the evaluation between the steps
+    monkeypatch.setattr(Evaluation, "count_correct", staticmethod(count))
+    trainer = Trainer(config(), blobs(), tmp_path, verbose=False)
+    with pytest.raises(Interrupted, match=rf"SIGTERM at iteration {at} of 90; checkpoint saved"):
+        trainer.run()
+    written = [r["iteration"] for r in _lines(tmp_path)]
+    assert (
+        written == [0, 30, 60][: at // 30]
+        and load_checkpoint(tmp_path / "checkpoint.npz").iteration == at
+    )
+    monkeypatch.undo()
+    resumed = Trainer.resume(tmp_path / "checkpoint.npz", blobs(), verbose=False)
+    resumed.run()
+    full = Trainer(config(), blobs(), None, verbose=False)
+    full.run()
+
+    def lines(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert lines(resumed.history) == lines(full.history)
+    assert [r["iteration"] for r in _lines(tmp_path)] == [0, 30, 60, 90]
+
+
 def test_a_divergence_names_the_checkpoint_of_the_line_before(tmp_path):
     class PoisonAt(Callback):
         def on_step_end(self, trainer, loss):

@@ -22,7 +22,7 @@ import math
 
 from array_api_compat import array_namespace
 
-from ..errors import TrainingDiverged
+from ..errors import TrainingDiverged, XpnetError
 
 
 class Callback:
@@ -64,6 +64,14 @@ class Callback:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a checkpoint's saved state (all callbacks' keys: take your own)."""
+
+
+class Interrupted(XpnetError):
+    """Training was stopped by SIGINT or SIGTERM; a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 class StopRequested(Exception):

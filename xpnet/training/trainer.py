@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import Backend, resolve, synchronize
-from ..errors import ConfigError, XpnetError
+from ..errors import ConfigError
 from ..fast import optimizer_kernel, plan
 from ..nn.optimizers import make_optimizer
-from .callbacks import Callback, StopRequested
+from .callbacks import Callback, Interrupted, StopRequested
 from .checkpoint import (
     Checkpoint,
     checkpoint_payload,
@@ -56,14 +56,6 @@ SMALL_STEP = 2e7
 #: the longest default log interval (iterations): a log line and a checkpoint come regularly even
 #: for `--epochs 1e9` (and a checkpoint at least every writers.CHECKPOINT_SECONDS)
 MAX_LOG_INTERVAL = 10_000
-
-
-class Interrupted(XpnetError):
-    """Training was stopped by SIGINT or SIGTERM; a checkpoint was written."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
 
 
 class Trainer:
@@ -150,8 +142,8 @@ class Trainer:
             # overflow is caught from the loss at the next log line, with advice; NumPy's own
             # floating-point warnings would only repeat it less clearly
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                if self.iteration == 0:
-                    self._interval()
+                if self._line_due():  # iteration 0, or a line a signal dropped (resumed)
+                    self._interval(final=self.iteration == self.total_iters)
                 while self.iteration < self.total_iters and self.stop_signal is None:
                     line = (self.iteration // self.log_every + 1) * self.log_every
                     self.advance(min(line, self.total_iters))
@@ -196,6 +188,11 @@ class Trainer:
                     hook(self, loss)
                 if self._line is not None and self._line[1].done():
                     self.finish_line()
+
+    def _line_due(self) -> bool:
+        """Whether this step's line is unwritten: the run's start, or a line a signal dropped."""
+        at_line = self.iteration % self.log_every == 0 or self.iteration == self.total_iters
+        return at_line and (not self.history or self.history[-1]["iteration"] < self.iteration)
 
     def _interval(self, final: bool = False) -> None:
         """A log line: readers measure, the interval closes, writers emit it (when done: `defer`)."""
