@@ -324,3 +324,21 @@ def test_the_cuda_source_is_read_from_its_file_in_the_package():
     source = cuda_source()
     for name in ("softmax_xent_f32", "softmax_xent_f64"):
         assert f'extern "C" __global__ void {name}(' in source
+
+
+def test_product_sums_the_partial_products_at_the_cuts_in_order(backend, rng):
+    """product(x, W, cuts): the sum over k in the ranges the cuts bound, added left to right,
+    on every backend (the exact evaluator of xpnet.training.exact uses it on NumPy)."""
+    from xpnet.fast.step import product
+
+    x = backend.asarray(rng.standard_normal((6, 9)), "float32")
+    W = backend.asarray(rng.standard_normal((9, 4)), "float32")
+    xp = backend.xp
+    plain = product(x, W)
+    assert_on(plain, backend, "float32", (6, 4))
+    assert bool(xp.all(plain == x @ W))
+    three = product(x, W, (2, 5))
+    assert_on(three, backend, "float32", (6, 4))
+    expected = (x[:, :2] @ W[:2, :] + x[:, 2:5] @ W[2:5, :]) + x[:, 5:] @ W[5:, :]
+    assert bool(xp.all(three == expected))
+    np.testing.assert_allclose(to_numpy(three), to_numpy(plain), rtol=1e-5, atol=1e-5)

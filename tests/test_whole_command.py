@@ -70,38 +70,75 @@ def _checkpoint(path: Path) -> tuple[dict, dict]:
 # -- a. evaluations on the idle core ------------------------------------------------------------
 
 
-def test_no_overlap_where_blas_on_one_thread_changes_the_scores(monkeypatch):
-    """The worker evaluates while the steps hold BLAS at one thread: a run overlaps only where
-    that gives the bits all threads give (OpenBLAS may split a product's sum over its threads)."""
+def test_no_overlap_where_no_sum_on_one_thread_gives_the_scores_of_all(monkeypatch):
+    """The worker evaluates while the steps hold BLAS at one thread: a run overlaps only where one
+    thread, summing as all threads do, gives their bits (here a BLAS whose products on one thread
+    always differ a little, whatever the cuts)."""
     from threadpoolctl import threadpool_info
 
+    import xpnet.training.exact as exact
+
     trainer = Trainer(config(), blobs(), None, verbose=False)
-    assert Evaluation.same_bits(trainer) and trainer.callback(Evaluation).overlapping(trainer)
-    real = trainer.fused.predict
+    assert exact.one_thread_cuts(trainer) is not None
+    assert trainer.callback(Evaluation).overlapping(trainer)
+    real = exact.product
 
-    def predict(x):  # as a BLAS whose sum depends on its thread count would
+    def product(x, W, cuts=()):
         threads = min(info["num_threads"] for info in threadpool_info())
-        return real(x) + (1e-6 if threads == 1 else 0.0)
+        return real(x, W, cuts) + (1e-6 if threads == 1 else 0.0)
 
-    monkeypatch.setattr(trainer.fused, "predict", predict)
-    assert not Evaluation.same_bits(trainer)
+    monkeypatch.setattr(exact, "product", product)
+    assert exact.one_thread_cuts(trainer) is None
     assert not trainer.callback(Evaluation).overlapping(trainer)
 
 
-def test_one_blas_thread_and_all_give_the_same_mnist_scores_or_the_run_does_not_overlap(tmp_path):
-    """On MNIST's shapes (784 inputs): where one BLAS thread gives other bits than all (as
-    OpenBLAS 0.3.31 on 2 cores does), the default run evaluates between the steps."""
+def test_the_cuts_are_checked_on_every_chunk_shape_of_the_run(monkeypatch):
+    """A BLAS whose one-thread sum differs only on a smaller chunk (the first N samples of
+    --eval-samples): the run does not overlap."""
+    import xpnet.fast.step as step_module
+    import xpnet.training.exact as exact
+
+    trainer = Trainer(config(eval_samples=300), blobs(), None, verbose=False)
+    assert exact.chunk_shapes(trainer) == [200, 300, 600]
+    assert exact.one_thread_cuts(trainer) is not None
+    real = step_module.product
+
+    def product(x, W, cuts=()):  # the cut products (one thread) differ on 300 rows only
+        out = real(x, W, cuts)
+        return out + 1e-6 if x.shape[0] == 300 and W.shape[1] == 4 else out
+
+    monkeypatch.setattr(step_module, "product", product)
+    monkeypatch.setattr(exact, "product", product)
+    assert exact.one_thread_cuts(trainer) is None
+
+
+def test_one_blas_thread_gives_the_mnist_scores_of_all_or_the_run_does_not_overlap():
+    """On MNIST's shapes (784 inputs): one thread's plain product, or the one summed in equal
+    parts, one per thread (OpenBLAS 0.3.31 on 2 cores: halves), must give all threads' bits; the
+    run overlaps exactly when one of them does, and its predictions on one thread are the bits."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    from xpnet.fast.step import product
+    from xpnet.training.exact import blas_threads, equal_cuts, one_thread_cuts
+
     rng = np.random.default_rng(0)
     x = rng.random((1000, 784), dtype=np.float32)
     w = (rng.standard_normal((784, 50)) * 0.01).astype(np.float32)
+    threads = blas_threads()
     with threadpoolctl.threadpool_limits(None, user_api="blas"):
         everywhere = x @ w
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        one = x @ w
+        one = [product(x, w, c) for c in ((), equal_cuts(784, threads))]
+    exact = any(bool((o == everywhere).all()) for o in one)
     data = blobs(n_train=1000, n_test=200, features=784)
     trainer = Trainer(config(), data, None, verbose=False)
-    assert trainer.callback(Evaluation).overlapping(trainer) == bool((one == everywhere).all())
+    assert trainer.callback(Evaluation).overlapping(trainer) == exact
+    cuts = one_thread_cuts(trainer)
+    if cuts is None:
+        pytest.skip(f"no sum on one thread gives this BLAS's bits on {threads} threads")
+    scores = trainer.fused.predict(data.x_train)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        np.testing.assert_array_equal(trainer.fused.cut(cuts).predict(data.x_train), scores)
+        np.testing.assert_array_equal(trainer.fused.frozen(cuts).predict(data.x_train), scores)
 
 
 @pytest.mark.parametrize("options", [{}, {"eval_samples": 300, "checkpoint_every": 20}])
@@ -232,8 +269,17 @@ def test_the_default_run_on_mnist_prints_and_writes_the_same_overlapped(
 
     if mnist_dir() is None:
         pytest.skip("XPNET_DATA_DIR does not hold MNIST")
+    started, real_start = [], Evaluation.on_fit_start
+
+    def on_fit_start(self, trainer):
+        real_start(self, trainer)
+        started.append(self.cuts)
+
+    monkeypatch.setattr(Evaluation, "on_fit_start", on_fit_start)
     assert _mnist_default(tmp_path / "a", 1200) == 0
     overlapped = capsys.readouterr().out
+    if started != [None]:  # where no sum on one thread gives all threads' bits, both are plain
+        assert len(started) == 1 and len(started[0]) == 2, started  # cuts for W1 and W2
     monkeypatch.setattr(Evaluation, "OVERLAP_MAX_WORK", 0)
     assert _mnist_default(tmp_path / "b", 1200) == 0
     plain = capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 from ..backend import namespace_of
@@ -10,6 +11,19 @@ from ..nn.layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss, Tanh
 from .conv_step import ConvStep
 
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
+
+
+def product(x, W, cuts=()):
+    """x @ W; with `cuts` (positions along k), the partial products over the k ranges they bound,
+    added in order: how a BLAS that splits the sum over its threads adds them (OpenBLAS 0.3.31 on
+    two threads: halves of MNIST's 784), so that one thread can give the bits all threads give."""
+    if not cuts:
+        return x @ W
+    bounds = (0, *cuts, W.shape[0])
+    out = x[:, bounds[0] : bounds[1]] @ W[bounds[0] : bounds[1], :]
+    for lo, hi in itertools.pairwise(bounds[1:]):
+        out += x[:, lo:hi] @ W[lo:hi, :]
+    return out
 
 
 class FusedStep:
@@ -27,6 +41,8 @@ class FusedStep:
         self.activations = activations
         self.kernels = kernels
         self.classes = affines[-1].W.shape[1]
+        #: per Affine, the cuts `predict` sums its product at (`product`); training never cuts
+        self.cuts: list[tuple[int, ...]] | None = None
 
     @staticmethod
     def uses(net) -> list[str] | None:
@@ -68,30 +84,40 @@ class FusedStep:
         names = [ACTIVATION_NAMES[type(a)] for a in layers[1::2]]
         return cls(net, layers[0::2], names, kernels)
 
-    def _hidden(self, x) -> list:
+    def _hidden(self, x, cuts=None) -> list:
         """[x, h1, h2, ...]: the input (flattened) and every hidden layer's output."""
         k = self.kernels
         if x.ndim != 2:
             x = namespace_of(x).reshape(x, (x.shape[0], -1))
         outputs = [x]
-        for affine, act in zip(self.affines[:-1], self.activations, strict=True):
-            outputs.append(k.bias_act(outputs[-1] @ affine.W, affine.b, act))
+        for i, (affine, act) in enumerate(zip(self.affines[:-1], self.activations, strict=True)):
+            a = product(outputs[-1], affine.W, cuts[i]) if cuts else outputs[-1] @ affine.W
+            outputs.append(k.bias_act(a, affine.b, act))
         return outputs
 
-    def frozen(self) -> FusedStep:
+    def frozen(self, cuts=None) -> FusedStep:
         """A step that predicts with copies of the weights as they are now (an evaluation on
-        another thread while the steps go on); it has no network, so it cannot train."""
+        another thread while the steps go on), summing at `cuts`; it has no network, so it cannot
+        train."""
         copies = []
         for affine in self.affines:
             xp = namespace_of(affine.W)
             copies.append(SimpleNamespace(W=xp.asarray(affine.W, copy=True),
                                           b=xp.asarray(affine.b, copy=True)))  # fmt: skip
-        return FusedStep(None, copies, list(self.activations), self.kernels)
+        return FusedStep(None, copies, list(self.activations), self.kernels).cut(cuts)
+
+    def cut(self, cuts) -> FusedStep:
+        """This step's weights (the layers' own), predicting with its products summed at `cuts`
+        (one tuple per Affine: `product`); None: the plain products."""
+        step = FusedStep(self.net, self.affines, self.activations, self.kernels)
+        step.cuts = None if cuts is None else [tuple(c) for c in cuts]
+        return step
 
     def predict(self, x):
         """Scores (before softmax) for a batch, keeping nothing for a backward pass."""
-        last = self.affines[-1]
-        return self._hidden(x)[-1] @ last.W + last.b
+        last, cuts = self.affines[-1], self.cuts
+        h = self._hidden(x, cuts)[-1]
+        return (product(h, last.W, cuts[-1]) if cuts else h @ last.W) + last.b
 
     def forward_backward(self, x, t):
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""

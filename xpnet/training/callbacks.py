@@ -217,10 +217,11 @@ class Evaluation(Callback):
     release the GIL); the trainer emits the line once it is done. The final line counts the train
     set on the worker and the test set on the main thread. BLAS stays on one thread for the whole
     run (no thread count changes under a running evaluation), so the run overlaps only where one
-    thread gives the bits all threads give, checked on the run's own chunk shapes (`same_bits`):
-    OpenBLAS 0.3.31 splits the sum over k of MNIST's first layer between two threads, so there
-    the lines are evaluated between the steps as before. Such an evaluation takes well under a
-    second: a stop request waits for it and the line it measures is kept.
+    thread can give the bits all threads give, checked on the run's own weights, rows and chunk
+    shapes: OpenBLAS 0.3.31 splits the sum over k of MNIST's first layer between two threads,
+    and one thread summing the same halves gives its bits (xpnet.training.exact); where no such
+    sum is found, the lines are evaluated between the steps. Such an evaluation takes well under
+    a second: a stop request waits for it and the line it measures is kept.
     """
 
     order = 30
@@ -230,43 +231,30 @@ class Evaluation(Callback):
 
     def __init__(self):
         self.worker = None  # the thread that evaluates while the steps go on (overlapped only)
+        self.cuts = None  # how one BLAS thread sums the scores as all threads do (overlapped)
         self._one_thread = None  # the BLAS limit held for the whole run (overlapped only)
 
     def overlapping(self, trainer) -> bool:
         """Whether this run's evaluations go to a worker thread (see the class docstring)."""
+        return self._overlap_cuts(trainer) is not None
+
+    def _overlap_cuts(self, trainer):
+        """The cuts of the worker's exact predictions (xpnet.training.exact), or None where the
+        run does not overlap."""
         if trainer.comm.size > 1:  # data-parallel: each process evaluates a share, as before
-            return False
+            return None
         if not hasattr(trainer.fused, "frozen") or not trainer.steps_on_one_thread():
-            return False  # GPU, torch (threads of its own), the layers, or steps on all cores
+            return None  # GPU, torch (threads of its own), the layers, or steps on all cores
         d, params = trainer.data, sum(math.prod(p.shape) for p in trainer.net.params.values())
-        rows = d.x_train.shape[0] + d.x_test.shape[0]
-        return rows * params <= self.OVERLAP_MAX_WORK and self.same_bits(trainer)
+        if (d.x_train.shape[0] + d.x_test.shape[0]) * params > self.OVERLAP_MAX_WORK:
+            return None
+        from .exact import one_thread_cuts
 
-    @staticmethod
-    def same_bits(trainer) -> bool:
-        """Whether the scores of every chunk shape this run evaluates are the same bits with BLAS
-        on one thread as on all (BLAS may split a product's sum over its threads)."""
-        import numpy as np  # (overlapping only asks on NumPy)
-        from threadpoolctl import threadpool_limits
-
-        d, chunk, shapes = trainer.data, trainer.net.eval_batch_size, set()
-        for n in (d.x_train.shape[0], d.x_test.shape[0]):
-            for rows in {n, min(n, trainer.config.eval_samples or n)}:
-                shapes |= {min(rows, chunk), rows % chunk} - {0}
-        x = d.x_train if d.x_train.shape[0] >= max(shapes) else d.x_test
-        xp = trainer.be.xp
-        for rows in sorted(shapes):
-            # weights that overflow are the first line's to report (the guard), not a warning here
-            with np.errstate(all="ignore"):
-                everywhere = trainer.fused.predict(x[:rows, ...])
-                with threadpool_limits(1, user_api="blas"):
-                    one = trainer.fused.predict(x[:rows, ...])
-            if not bool(xp.all(one == everywhere)):
-                return False
-        return True
+        return one_thread_cuts(trainer)
 
     def on_fit_start(self, trainer) -> None:
-        if not self.overlapping(trainer):
+        self.cuts = self._overlap_cuts(trainer)
+        if self.cuts is None:
             return
         from concurrent.futures import ThreadPoolExecutor
 
@@ -301,13 +289,14 @@ class Evaluation(Callback):
         if self.worker is None:
             counts = [self.count_correct(trainer, predict, x, t, chunk) for x, t in sets]
         elif final:  # nothing left to overlap: both cores on the two sets
+            predict = trainer.fused.cut(self.cuts).predict
             train = self.worker.submit(self.count_correct, trainer, predict, *sets[0], chunk, False)
             counts = [None, self.count_correct(trainer, predict, *sets[1], chunk, False)]
             counts[0] = train.result()
         else:  # the keys now, in their order; the numbers when the worker has them
             record.update({"train_acc": None, "test_acc": None})
             record.update({"evaluated_on": n} if some else {})
-            predict = trainer.fused.frozen().predict  # the weights of this step, copied
+            predict = trainer.fused.frozen(self.cuts).predict  # this step's weights, copied
             job = self.worker.submit(self._accuracies, trainer, predict, sets, chunk)
             trainer.defer(record, job)
             return
