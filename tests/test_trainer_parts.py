@@ -416,6 +416,21 @@ def test_a_long_run_says_how_long_it_will_take_once(monkeypatch, capsys, sequent
     assert "forecast" not in capsys.readouterr().out
 
 
+def test_the_forecast_of_a_run_whose_evaluations_overlap_adds_no_evaluation_time(
+    monkeypatch, capsys
+):
+    from xpnet.training.writers import Forecast
+
+    monkeypatch.setattr(Forecast, "MEASURE", 0.0)
+    monkeypatch.setattr(Forecast, "ANNOUNCE", 0.0)
+    trainer = Trainer(config(), blobs(), None, progress=False)
+    assert trainer.callback(Evaluation).overlapping(trainer)
+    trainer.run()
+    forecasts = [s for s in capsys.readouterr().out.splitlines() if s.startswith("forecast: ")]
+    assert len(forecasts) == 1 and forecasts[0].endswith(" a step, evaluations beside the steps)")
+    assert trainer.callback(Forecast).eval_seconds == 0.0
+
+
 def test_eval_samples_measures_the_first_n_until_the_last_line(tmp_path):
     trainer = Trainer(config(eval_samples=50), blobs(), tmp_path, verbose=False)
     trainer.run()

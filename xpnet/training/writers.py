@@ -131,6 +131,7 @@ class Forecast(Callback):
         self.console = console
         self.start = None  # (clock, iteration) when the steps began
         self.eval_seconds = 0.0
+        self.beside = False  # the evaluations run on a worker while the steps go on
         self.done = False
 
     def on_fit_start(self, trainer) -> None:
@@ -142,7 +143,10 @@ class Forecast(Callback):
 
     def on_record(self, trainer, record: dict) -> None:
         if self.start is None and not self.done:  # the first line: its evaluation's time
-            self.eval_seconds = time.perf_counter() - self._interval_t0
+            evaluation = trainer.callback(Evaluation)
+            # evaluated on the other core while the steps went on: no time of its own to add
+            self.beside = evaluation is not None and evaluation.worker is not None
+            self.eval_seconds = 0.0 if self.beside else time.perf_counter() - self._interval_t0
             self.start = (time.perf_counter(), trainer.iteration)
 
     def on_step_end(self, trainer, loss) -> None:
@@ -157,10 +161,11 @@ class Forecast(Callback):
         lines = -(-left // trainer.log_every)
         eta = per_step * left + self.eval_seconds * lines
         if eta >= self.ANNOUNCE:
+            evaluations = ("evaluations beside the steps" if self.beside
+                           else f"{lines} evaluations of {self.eval_seconds:.2g} s")  # fmt: skip
             self.console.write(
                 f"forecast: about {_duration(eta)} more on {trainer.be.device} "
-                f"({per_step * 1e3:.3g} ms a step, {lines} evaluations of "
-                f"{self.eval_seconds:.2g} s)"
+                f"({per_step * 1e3:.3g} ms a step, {evaluations})"
             )
 
 
