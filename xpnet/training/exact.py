@@ -22,7 +22,7 @@ def blas_threads(controller=None) -> int:
         from threadpoolctl import ThreadpoolController
 
         controller = ThreadpoolController()
-    counts = [c.num_threads for c in controller.select(user_api="blas").lib_controllers]
+    counts = [info["num_threads"] for info in controller.select(user_api="blas").info()]
     return max(counts, default=1)
 
 
