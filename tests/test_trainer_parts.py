@@ -450,3 +450,15 @@ def test_the_done_line_names_the_dataset(tmp_path, capsys):
     assert main(["--dataset", "digits", "--iters", "5", "--no-plot", "--no-progress",
                  "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     assert "done: digits test accuracy " in capsys.readouterr().out
+
+
+def test_threadpoolctl_finds_numpys_blas():
+    """The one-thread steps (trainer.SMALL_STEP) and the exact evaluator act through
+    threadpoolctl; one that cannot see NumPy's BLAS would change nothing, silently
+    (threadpoolctl 3.5 is the first to find the scipy-openblas of NumPy 2 wheels)."""
+    from threadpoolctl import threadpool_info
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    if "openblas" not in str(blas.get("name", "")):
+        pytest.skip(f"NumPy's BLAS is {blas.get('name')}, not OpenBLAS")
+    assert [i for i in threadpool_info() if i["user_api"] == "blas"], "threadpoolctl sees no BLAS"
