@@ -345,3 +345,28 @@ def test_a_run_without_bar_or_plot_imports_no_tqdm_network_or_matplotlib(tmp_pat
                             cwd=ROOT, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "between-the-steps"])
+def test_the_first_lines_loss_is_computed_as_the_steps_compute_theirs(monkeypatch, overlap):
+    """The loss at iteration 0 comes from the layers before any step. An overlapped run holds
+    BLAS at one thread for the whole run; a run that is not overlapped must compute that loss on
+    the steps' thread count too, or its bits would depend on whether the run overlaps."""
+    from threadpoolctl import threadpool_info
+
+    if not overlap:
+        monkeypatch.setattr(Evaluation, "OVERLAP_MAX_WORK", 0)
+    trainer = Trainer(config(), blobs(), None, verbose=False)
+    assert (
+        trainer.steps_on_one_thread()
+        and trainer.callback(Evaluation).overlapping(trainer) is overlap
+    )
+    seen, real = [], trainer.net.loss
+
+    def loss(*args, **kwargs):
+        seen.append(min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.net, "loss", loss)
+    trainer.run()
+    assert seen == [1]

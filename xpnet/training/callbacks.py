@@ -122,7 +122,9 @@ class LossMeter(Callback):
         total, count = self.so_far(trainer)
         if count == 0:  # iteration 0: the loss of the first batch, before any update
             x, t = trainer.sampler.batch(0)
-            (total,), count = trainer.comm.sum([float(trainer.net.loss(x, t, train=False))]), 1
+            with trainer.blas_threads():  # as the steps compute theirs, overlapped or not
+                loss = float(trainer.net.loss(x, t, train=False))
+            (total,), count = trainer.comm.sum([loss]), 1
             total /= trainer.comm.size
         record["loss"] = total / count
 
