@@ -91,7 +91,7 @@ class FusedStep:
             x = namespace_of(x).reshape(x, (x.shape[0], -1))
         outputs = [x]
         for i, (affine, act) in enumerate(zip(self.affines[:-1], self.activations, strict=True)):
-            a = product(outputs[-1], affine.W, cuts[i]) if cuts else outputs[-1] @ affine.W
+            a = product(outputs[-1], affine.W, cuts[i] if cuts else ())
             outputs.append(k.bias_act(a, affine.b, act))
         return outputs
 
@@ -117,7 +117,7 @@ class FusedStep:
         """Scores (before softmax) for a batch, keeping nothing for a backward pass."""
         last, cuts = self.affines[-1], self.cuts
         h = self._hidden(x, cuts)[-1]
-        return (product(h, last.W, cuts[-1]) if cuts else h @ last.W) + last.b
+        return product(h, last.W, cuts[-1] if cuts else ()) + last.b
 
     def forward_backward(self, x, t):
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""
