@@ -176,9 +176,9 @@ def test_ctrl_c_keeps_finished_trials_and_says_how_to_continue(tmp_path, where):
         "--dataset",
         "digits",
         "--trials",
-        "30",
+        "12",
         "--epochs",
-        "60",
+        "40",
         "--hidden",
         "30",
         "--out",
@@ -202,11 +202,11 @@ def test_ctrl_c_keeps_finished_trials_and_says_how_to_continue(tmp_path, where):
             proc.wait()
     assert proc.returncode == 130, stderr
     kept = TrialLog(out / "trials.jsonl").read()
-    assert 1 <= len(kept) < 30 and all(r["status"] == "ok" for r in kept.values())
+    assert 1 <= len(kept) < 12 and all(r["status"] == "ok" for r in kept.values())
     assert "continue with: python scripts/search.py" in stderr and str(out) in stderr
     assert "Traceback" not in stderr
     assert main(args) == 0
-    assert sorted(TrialLog(out / "trials.jsonl").read()) == list(range(30))
+    assert sorted(TrialLog(out / "trials.jsonl").read()) == list(range(12))
 
 
 def test_no_dask_is_imported_without_workers(tmp_path):
