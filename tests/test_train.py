@@ -291,10 +291,13 @@ def test_checkpoint_at_least_every_few_minutes(monkeypatch, tmp_path):
     monkeypatch.setattr(writers, "CHECK_CLOCK_EVERY", 25)
     trainer = Trainer(config(log_every=1000, iters=100), blobs(), tmp_path, verbose=False)
     saved = []
-    real_save = trainer.save
-    monkeypatch.setattr(
-        trainer, "save", lambda path: saved.append(trainer.iteration) or real_save(path)
-    )
+    real_save = writers.Checkpointer.save
+
+    def spy(self, trainer, path=None, wait=True):
+        saved.append(trainer.iteration)
+        return real_save(self, trainer, path, wait)
+
+    monkeypatch.setattr(writers.Checkpointer, "save", spy)
     trainer.run()
     # every chunk past the time limit writes one, then the final checkpoint and model
     assert saved == [25, 50, 75, 100, 100]

@@ -301,9 +301,9 @@ def test_checkpoints_come_every_n_steps_and_at_log_lines(tmp_path, monkeypatch, 
     saved = []
     real = Checkpointer.save
 
-    def spy(self, trainer, path=None):
+    def spy(self, trainer, path=None, wait=True):
         saved.append((trainer.iteration, Path(path or self.path).name))
-        return real(self, trainer, path)
+        return real(self, trainer, path, wait)
 
     monkeypatch.setattr(Checkpointer, "save", spy)
     Trainer(config(checkpoint_every=25), blobs(), tmp_path, verbose=False).run()

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from test_train import blobs, config
 
-from xpnet.training import Callback, Evaluation, Interrupted, Trainer, load_checkpoint
+from xpnet.training import (
+    Callback,
+    Evaluation,
+    FileQueue,
+    Interrupted,
+    Trainer,
+    load_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +51,7 @@ class Emitted(Callback):
         every = trainer.config.checkpoint_every
         if path is None or record["iteration"] == 0 or (every and record["iteration"] % every):
             return  # no checkpoint at this line
+        trainer.callback(FileQueue).wait()  # written on the queue's thread: on disk now
         ckpt = load_checkpoint(path)
         # the checkpoint of the line's step, holding the line as emitted
         assert ckpt.iteration == record["iteration"]

@@ -1,7 +1,7 @@
 """Training: the configuration, data on the device, the loop and its callbacks, checkpoints and
 run folders. `Trainer(TrainConfig(...), dataset, out).run()` trains one network."""
 
-from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter
+from .callbacks import Callback, DivergenceGuard, Evaluation, FileQueue, LossMeter
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .comm import SingleProcess
 from .config import MODELS, TrainConfig, resumed_config
@@ -16,6 +16,7 @@ __all__ = [
     "Console",
     "DivergenceGuard",
     "Evaluation",
+    "FileQueue",
     "Interrupted",
     "LossMeter",
     "MetricsFile",

@@ -329,9 +329,10 @@ class Trainer:
         self.finish_line()  # a checkpoint holds every line measured before its step
         return self.capture()(path)
 
-    def capture(self, line: dict | None = None):
+    def capture(self, line: dict | None = None, copy: bool = False):
         """A checkpoint of this step, taken now and written by calling the result with a path;
-        `line`: this step's record, still being evaluated (held as it is when written)."""
+        `line`: this step's record, still being evaluated (held as it is when written); `copy`:
+        copied now, to be written while the steps go on (a line's checkpoint always is)."""
         for callback in self.callbacks:
             callback.on_save(self)
         config = {f: getattr(self.config, f) for f in self.config.__dataclass_fields__}
@@ -342,15 +343,17 @@ class Trainer:
             extra["history"] = [*extra["history"], line]
         iteration, rank0 = self.iteration, self.comm.rank == 0
         args = {"iteration": iteration, "config": config, "extra": extra}
-        if line is not None and rank0:  # copied now; written with the line as evaluated since
-            arrays, meta = checkpoint_payload(self.net, self.optimizer, copy=True, **args)
+        copied = None
+        if rank0 and (line is not None or copy):  # copied now; a line as evaluated since
+            copied = checkpoint_payload(self.net, self.optimizer, copy=True, **args)
 
         def write(path) -> Path:
-            if rank0 and line is None:
+            if rank0 and copied is None:
                 save_checkpoint(path, self.net, self.optimizer, **args)
             elif rank0:
-                meta["extra"]["history"][-1] = dict(line)
-                write_checkpoint(path, arrays, meta)
+                if line is not None:
+                    copied[1]["extra"]["history"][-1] = dict(line)
+                write_checkpoint(path, *copied)
             self.last_checkpoint = (Path(path), iteration)
             return Path(path)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..progress import Progress, safe_print
-from .callbacks import Callback, DivergenceGuard, Evaluation, LossMeter
+from .callbacks import Callback, DivergenceGuard, Evaluation, FileQueue, LossMeter
 
 #: at most this many updates run between two looks at the clock for a time-based checkpoint
 CHECK_CLOCK_EVERY = 1_000
@@ -185,9 +185,10 @@ class RunRecord(Callback):
     order = 80
     one_process = True
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, files: FileQueue | None = None):
         self.path = Path(out) / "config.json"
         self.written = False
+        self.files = files
 
     def on_fit_start(self, trainer) -> None:
         self.written = False
@@ -214,7 +215,7 @@ class RunRecord(Callback):
                 math.prod(trainer.data.x_train.shape[1:]), trainer.data.num_classes
             ),
         }  # fmt: skip
-        atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+        write(self.files, atomic_write_text, self.path, json.dumps(record, indent=2) + "\n")
 
 
 class MetricsFile(Callback):
@@ -223,11 +224,21 @@ class MetricsFile(Callback):
     order = 81
     one_process = True
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, files: FileQueue | None = None):
         self.path = Path(out) / "metrics.jsonl"
+        self.files = files
 
     def on_record(self, trainer, record: dict) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in trainer.history))
+        text = "".join(json.dumps(r) + "\n" for r in trainer.history)
+        write(self.files, atomic_write_text, self.path, text)
+
+
+def write(files: FileQueue | None, fn, *args) -> None:
+    """fn(*args) on `files`' thread, or here and now without one."""
+    if files is None:
+        fn(*args)
+    else:
+        files.submit(fn, *args)
 
 
 #: TensorBoard tag -> metrics.jsonl key (the accuracies share one section)
@@ -278,19 +289,29 @@ class Checkpointer(Callback):
 
     order = 85
 
-    def __init__(self, out: Path, every: int | None = None):
+    def __init__(self, out: Path, every: int | None = None, files: FileQueue | None = None):
         self.path = Path(out) / "checkpoint.npz"
         self.model_path = Path(out) / "model.npz"
         self.every = every
+        self.files = files  # None: every checkpoint is written before `save` returns
         self._saved_at = time.perf_counter()
         self._due = None  # a checkpoint due at the line being emitted: True, or one taken then
 
     def on_fit_start(self, trainer) -> None:
         self._saved_at = time.perf_counter()
 
-    def save(self, trainer, path: Path | None = None) -> Path:
+    def save(self, trainer, path: Path | None = None, wait: bool = True) -> Path:
+        """A checkpoint of this step at `path`; on disk when this returns, unless `wait` is
+        False (written by the file queue while the steps go on)."""
         self._saved_at = time.perf_counter()
-        return trainer.save(path or self.path)
+        path = path or self.path
+        if self.files is None:
+            return trainer.save(path)
+        trainer.finish_line()  # as trainer.save: a checkpoint holds every line before its step
+        self.files.submit(trainer.capture(copy=True), path)
+        if wait:
+            self.files.wait()
+        return path
 
     def _late(self, trainer) -> bool:
         # a long interval must not mean hours without a checkpoint; all processes agree on it
@@ -301,9 +322,9 @@ class Checkpointer(Callback):
         if not i % trainer.log_every or i >= trainer.total_iters:
             return  # a log line follows: on_record decides
         if self.every and not i % self.every:
-            self.save(trainer)
+            self.save(trainer, wait=False)
         elif not i % CHECK_CLOCK_EVERY and self._late(trainer):
-            self.save(trainer)
+            self.save(trainer, wait=False)
 
     def on_close(self, trainer, record: dict) -> None:
         # decided at the line's step; a line still being evaluated gets its checkpoint taken now
@@ -317,12 +338,12 @@ class Checkpointer(Callback):
     def on_record(self, trainer, record: dict) -> None:
         due, self._due = self._due, None
         if due is True:
-            self.save(trainer)
+            self.save(trainer, wait=False)
         elif due is not None:  # taken at the line's step
             self._saved_at = time.perf_counter()
-            due(self.path)
+            write(self.files, due, self.path)
         if record.get("final"):
-            self.save(trainer, self.model_path)
+            self.save(trainer, self.model_path, wait=False)
 
 
 def default_callbacks(
@@ -336,6 +357,8 @@ def default_callbacks(
         console = Console(bar)
         callbacks += [console, Forecast(console)]
     if out is not None:
-        callbacks += [RunRecord(out), MetricsFile(out), Checkpointer(out, checkpoint_every)]
+        files = FileQueue()
+        callbacks += [RunRecord(out, files), MetricsFile(out, files), files]
+        callbacks += [Checkpointer(out, checkpoint_every, files)]
         callbacks += [TensorBoard(out)] if tensorboard else []
     return callbacks

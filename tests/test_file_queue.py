@@ -1,0 +1,146 @@
+"""The run's files are written on a thread of their own (FileQueue): the steps never wait for the
+disk, the files come in order and whole, a failed write is an error of the run, and a signal's
+checkpoint is on disk when the run says it is saved."""
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_train import blobs, config
+
+import xpnet.training.trainer as trainer_module
+import xpnet.training.writers as writers
+from xpnet.errors import TrainingDiverged
+from xpnet.fileio import WriteError
+from xpnet.training import Callback, FileQueue, Interrupted, Trainer, load_checkpoint
+
+
+class At(Callback):
+    """Calls `action(trainer)` once, after the update that makes `iteration`."""
+
+    def __init__(self, iteration, action):
+        self.iteration, self.action = iteration, action
+
+    def on_step_end(self, trainer, loss):
+        if trainer.iteration == self.iteration:
+            self.action(trainer)
+
+
+def test_the_steps_go_on_while_the_files_are_written(tmp_path, monkeypatch):
+    # a disk that holds every write until the run has made its last update: written in the
+    # loop, the first line's metrics.jsonl would wait here until the timeout, and fail the run
+    disk = threading.Event()
+    real = writers.atomic_write_text
+
+    def held(path, text):
+        assert disk.wait(5), f"the steps waited for {Path(path).name}"
+        return real(path, text)
+
+    monkeypatch.setattr(writers, "atomic_write_text", held)
+    trainer = Trainer(config(iters=90, log_every=30), blobs(), tmp_path, verbose=False,
+                      callbacks=[At(90, lambda t: disk.set())])  # fmt: skip
+    trainer.run()
+    # when run returns, every file is written, in order: the last writes are the last lines
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == trainer.history and [r["iteration"] for r in lines] == [0, 30, 60, 90]
+    assert json.loads((tmp_path / "config.json").read_text())["iterations"] == 90
+    ckpt, model = (
+        load_checkpoint(tmp_path / "checkpoint.npz"),
+        load_checkpoint(tmp_path / "model.npz"),
+    )
+    assert ckpt.iteration == model.iteration == 90 and ckpt.extra["history"] == trainer.history
+    for key, value in trainer.net.params.items():
+        np.testing.assert_array_equal(ckpt.params[key], value, err_msg=key)
+    assert trainer.last_checkpoint == (tmp_path / "model.npz", 90)
+    assert not any(t.name.startswith("xpnet-files") for t in threading.enumerate())
+
+
+def test_a_checkpoint_written_later_holds_its_own_step(tmp_path, monkeypatch):
+    # the disk holds the checkpoint of step 20 until step 40: it must not see steps 21..40
+    disk, written = threading.Event(), []
+    real = trainer_module.write_checkpoint
+
+    def held(path, arrays, meta):
+        assert disk.wait(5), "the steps waited for a checkpoint"
+        written.append((meta["iteration"], {k: np.array(v) for k, v in arrays.items()}))
+        return real(path, arrays, meta)
+
+    monkeypatch.setattr(trainer_module, "write_checkpoint", held)
+    at_20 = {}
+
+    def keep(trainer):
+        at_20.update({k: np.array(v) for k, v in trainer.net.params.items()})
+
+    trainer = Trainer(config(iters=40, log_every=40, checkpoint_every=20), blobs(), tmp_path,
+                      verbose=False, callbacks=[At(20, keep), At(40, lambda t: disk.set())])  # fmt: skip
+    trainer.run()
+    assert [i for i, _ in written] == [20, 40, 40]  # step 20's, the final checkpoint, the model
+    for key, value in at_20.items():
+        np.testing.assert_array_equal(written[0][1][f"params/{key}"], value, err_msg=key)
+        assert not np.array_equal(value, trainer.net.params[key])
+
+
+def test_a_write_that_fails_fails_the_run_and_the_earlier_files_stay(tmp_path, monkeypatch):
+    real = writers.atomic_write_text
+    calls = []
+
+    def full(path, text):
+        calls.append(Path(path).name)
+        if calls.count("metrics.jsonl") == 2:
+            raise WriteError(f"cannot write {path}: No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(writers, "atomic_write_text", full)
+    trainer = Trainer(config(iters=90, log_every=30), blobs(), tmp_path, verbose=False)
+    with pytest.raises(WriteError, match="No space left on device"):
+        trainer.run()
+    # raised at the next line's write or at the end; each file is whole: a prefix of the lines
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines and lines == trainer.history[: len(lines)]
+    assert "metrics.jsonl" in calls[calls.index("metrics.jsonl") + 1 :]  # the failed one
+    assert not any(t.name.startswith("xpnet-files") for t in threading.enumerate())
+
+
+def test_a_signal_reports_a_checkpoint_that_is_on_disk(tmp_path, monkeypatch):
+    found = []
+
+    class Reported(Interrupted):  # made when the run says "checkpoint saved": is it on disk?
+        def __init__(self, message, signum):
+            super().__init__(message, signum)
+            found.append(load_checkpoint(tmp_path / "checkpoint.npz").iteration)
+
+    monkeypatch.setattr(trainer_module, "Interrupted", Reported)
+
+    def stop(trainer):
+        trainer.stop_signal = signal.SIGINT
+
+    trainer = Trainer(config(iters=90, log_every=30), blobs(), tmp_path, verbose=False,
+                      callbacks=[At(45, stop)])  # fmt: skip
+    with pytest.raises(Interrupted, match="checkpoint saved to"):
+        trainer.run()
+    assert found == [45]
+
+
+def test_divergence_names_the_checkpoint_being_written(tmp_path, monkeypatch):
+    # the line at 30 is checkpointed on the queue's thread; the run diverges right after it
+    def blow_up(trainer):
+        for value in trainer.net.params.values():
+            value[...] = np.inf
+
+    trainer = Trainer(config(iters=90, log_every=30), blobs(), tmp_path, verbose=False,
+                      callbacks=[At(31, blow_up)])  # fmt: skip
+    files = trainer.callback(FileQueue)
+    real_submit = files.submit
+    gate = threading.Event()
+
+    def slow(write, *args):
+        real_submit(lambda: (gate.wait(0.3), write(*args))[1])
+
+    monkeypatch.setattr(files, "submit", slow)
+    with pytest.raises(
+        TrainingDiverged, match=r"last finite checkpoint is .*checkpoint.npz \(iteration 30\)"
+    ):
+        trainer.run()
