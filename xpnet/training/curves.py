@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -68,6 +69,11 @@ def serve() -> None:
     job = json.loads(job)
     plot_run(job["history"], job["path"], job["title"])
     sys.stdout.write("written\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the run waits for this process to end: skip tearing down matplotlib's modules (0.15-0.24 s
+    # measured), which frees nothing the finished, fsynced picture needs
+    os._exit(0)
 
 
 def _pyplot():
