@@ -7,6 +7,11 @@ and verifying MNIST, the 10,000 steps, the 18 evaluations, writing the outputs a
 the commands are interleaved and each is run --repeat times; the table gives medians, the spread
 and the ratios, with the load average before and after.
 
+As a user's machine runs them: with Python's bytecode cache (a PYTHONDONTWRITEBYTECODE set here is
+not passed on: it would make every start compile the modules of a package installed from source,
+xpnet's ~60, about 0.1 s, but not those of an installed wheel such as torch's), after --warmup
+untimed rounds of every command (default 1), which fill that cache and the OS's file cache alike.
+
     python scripts/bench_command.py --data-dir DIR [--repeat 5] [--iters 10000]
 """
 
@@ -56,33 +61,41 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="the folder with MNIST's four files")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--iters", type=int, default=10_000)
     p.add_argument("--only", nargs="+", default=None, help="run only these commands (by name)")
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    load_before = os.getloadavg()[0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times: dict[str, list[float]] = {}
     accs: dict[str, float | None] = {}
+    load_before = None
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeat):
+        for r in range(-args.warmup, args.repeat):
+            if r == 0:
+                load_before = os.getloadavg()[0]
             cmds = commands(args.data_dir, Path(tmp) / str(r), args.iters, args.torch_threads)
             for name, argv in cmds.items():
                 if args.only and name not in args.only:
                     continue
                 start = time.perf_counter()
-                done = subprocess.run(argv, capture_output=True, text=True, check=False)
+                done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
                 seconds = time.perf_counter() - start
                 if done.returncode != 0:
                     sys.exit(f"{name} failed: {done.stderr.strip().splitlines()[-1:]}")
+                if r < 0:
+                    print(f"  warm-up: {name:15s} {seconds:6.2f} s (not counted)", flush=True)
+                    continue
                 times.setdefault(name, []).append(seconds)
                 accs[name] = last_test_acc(done.stdout)
                 print(f"  run {r + 1}: {name:15s} {seconds:6.2f} s", flush=True)
             shutil.rmtree(Path(tmp) / str(r), ignore_errors=True)
     load_after = os.getloadavg()[0]
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"\nwhole commands, {args.iters} iterations, median of {args.repeat}, load average "
-          f"{load_before:.2f} before, {load_after:.2f} after:\n")  # fmt: skip
+    print(f"\nwhole commands, {args.iters} iterations, median of {args.repeat} after {args.warmup} "
+          f"warm-up round(s), bytecode cache on, load average {load_before:.2f} before, "
+          f"{load_after:.2f} after:\n")  # fmt: skip
     print("| command | median s | runs (s) | test acc | vs torch lean | vs slides' code |")
     print("|---|---:|---|---:|---:|---:|")
     for name, m in med.items():
@@ -94,7 +107,8 @@ def main() -> int:
         print(f"| {name} | {m:.2f} | {runs} | {acc} | {vs_t} | {vs_s} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"times": times, "test_acc": accs, "load": [
-            load_before, load_after], "iters": args.iters}, indent=1))  # fmt: skip
+            load_before, load_after], "iters": args.iters, "warmup": args.warmup,
+            "bytecode_cache": True}, indent=1))  # fmt: skip
     return 0
 
 

@@ -160,3 +160,29 @@ def test_profile_step_command_writes_json(tmp_path, capsys):
     # an unwritable --json is refused before any timing
     assert _profile_step().main(["--json", str(tmp_path / "no" / "p.json")]) == 2
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_bench_command_warms_up_uncounted_with_the_bytecode_cache_on(monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_command
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    calls = []
+    # start and end of each run: the warm-up slow (cold caches), then 2, 3 and 4 s
+    clock = iter([0.0, 100.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0])
+    monkeypatch.setattr(bench_command.time, "perf_counter", lambda: next(clock))
+
+    def fake_run(argv, **kwargs):
+        calls.append(kwargs["env"])
+        return subprocess.CompletedProcess(argv, 0, "final | test acc: 0.9700\n", "")
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(bench_command.subprocess, "run", fake_run)
+    argv = ["bench_command.py", "--data-dir", "/d", "--repeat", "3", "--only", "slides' code"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench_command.main() == 0
+    out = capsys.readouterr().out
+    assert len(calls) == 4 and all("PYTHONDONTWRITEBYTECODE" not in env for env in calls)
+    assert "warm-up: slides' code    100.00 s (not counted)" in out
+    assert "| slides' code | 3.00 | 2.00, 3.00, 4.00 | 0.9700 |" in out
