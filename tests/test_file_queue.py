@@ -5,6 +5,7 @@ checkpoint is on disk when the run says it is saved."""
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,26 @@ def test_divergence_names_the_checkpoint_being_written(tmp_path, monkeypatch):
         TrainingDiverged, match=r"last finite checkpoint is .*checkpoint.npz \(iteration 30\)"
     ):
         trainer.run()
+
+
+def test_a_checkpoint_saved_now_is_not_overwritten_by_an_earlier_one_still_queued(tmp_path):
+    # step 20's checkpoint is queued on a slow disk; a callback saves step 25's at once
+    real = trainer_module.write_checkpoint
+    found = []
+
+    def slow(path, arrays, meta):
+        if meta["iteration"] == 20:
+            time.sleep(0.3)
+        return real(path, arrays, meta)
+
+    def save_now(trainer):
+        trainer.save(trainer.checkpoint_path)
+        time.sleep(0.5)  # long enough for a queued write to land after it
+        found.append(load_checkpoint(trainer.checkpoint_path).iteration)
+
+    trainer = Trainer(config(iters=40, log_every=40, checkpoint_every=20), blobs(), tmp_path,
+                      verbose=False, callbacks=[At(25, save_now)])  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_module, "write_checkpoint", slow)
+        trainer.run()
+    assert found == [25]

@@ -26,7 +26,7 @@ from ..backend import Backend, resolve, synchronize
 from ..errors import ConfigError
 from ..fast import optimizer_kernel, plan
 from ..nn.optimizers import make_optimizer
-from .callbacks import Callback, Interrupted, StopRequested
+from .callbacks import Callback, FileQueue, Interrupted, StopRequested
 from .checkpoint import (
     Checkpoint,
     checkpoint_payload,
@@ -258,15 +258,9 @@ class Trainer:
 
     def steps_on_one_thread(self) -> bool:
         """Whether the training steps run BLAS on one thread (NumPy, batch × parameters under
-        SMALL_STEP, threadpoolctl installed): then the other core is idle during the steps."""
+        SMALL_STEP): then the other core is idle during the steps."""
         n_params = sum(math.prod(p.shape) for p in self.net.params.values())
-        if self.be.name != "numpy" or self.config.batch_size * n_params > SMALL_STEP:
-            return False
-        try:
-            import threadpoolctl  # noqa: F401
-        except ImportError:  # an optional speed-up
-            return False
-        return True
+        return self.be.name == "numpy" and self.config.batch_size * n_params <= SMALL_STEP
 
     def blas_threads(self):
         """A context in which the training steps run: on NumPy, BLAS on one thread when the step's
@@ -327,6 +321,9 @@ class Trainer:
         may reduce over the processes) and rank 0 writes the file.
         """
         self.finish_line()  # a checkpoint holds every line measured before its step
+        files = self.callback(FileQueue)
+        if files is not None:
+            files.wait()  # the writes asked before this one land first, never over it
         return self.capture()(path)
 
     def capture(self, line: dict | None = None, copy: bool = False):

@@ -305,12 +305,10 @@ class Checkpointer(Callback):
         False (written by the file queue while the steps go on)."""
         self._saved_at = time.perf_counter()
         path = path or self.path
-        if self.files is None:
+        if wait or self.files is None:
             return trainer.save(path)
         trainer.finish_line()  # as trainer.save: a checkpoint holds every line before its step
         self.files.submit(trainer.capture(copy=True), path)
-        if wait:
-            self.files.wait()
         return path
 
     def _late(self, trainer) -> bool:
