@@ -1,5 +1,6 @@
 """scripts/bench.py: every runner runs through the driver and prints a sane table; bad input is one line."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -10,13 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _import_bench():
+def _script(name: str):
+    """scripts/<name>.py as a module (it imports its neighbours as top-level modules)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import bench
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    return bench
 
 
 def test_bench_quick_runs_every_runner(tmp_path, monkeypatch, capsys):
@@ -24,7 +25,7 @@ def test_bench_quick_runs_every_runner(tmp_path, monkeypatch, capsys):
     JSON), with the runs in this process: a fresh process per run (bench.run_isolated, which
     the docs' `bench.py --quick` block runs) matters for timing, not for what a runner computes,
     and 16 fresh processes importing torch took a minute of the suite."""
-    bench = _import_bench()
+    bench = _script("bench")
     # no MNIST anywhere: the benchmark must fall back to synthetic data
     for name in ("XPNET_MNIST_DIR", "XPNET_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
@@ -88,7 +89,7 @@ def test_bench_bad_input_is_one_line_before_any_timing(args, message, tmp_path):
 
 
 def test_bench_runner_without_its_library_or_gpu_is_refused(monkeypatch):
-    bench = _import_bench()
+    bench = _script("bench")
     from xpnet.errors import ConfigError
 
     monkeypatch.setattr(bench, "_importable", lambda name: name != "torch")
@@ -104,7 +105,7 @@ def test_bench_runner_without_its_library_or_gpu_is_refused(monkeypatch):
 
 
 def test_bench_failing_runner_is_one_line(monkeypatch, capsys):
-    bench = _import_bench()
+    bench = _script("bench")
 
     def crash(*args, **kwargs):
         return subprocess.CompletedProcess(args, 1, "", "Traceback ...\nValueError: boom\n")
@@ -115,18 +116,9 @@ def test_bench_failing_runner_is_one_line(monkeypatch, capsys):
     assert err.strip() == "error: runner xpnet-numpy failed: ValueError: boom"
 
 
-def _profile_step():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import profile_step
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return profile_step
-
-
 @pytest.mark.parametrize("config", ["slides", "simple-cnn"])
 def test_profile_step_times_every_part_of_a_step(config, backend):
-    profile_step = _profile_step()
+    profile_step = _script("profile_step")
     rows = profile_step.profile(config, backend, None, repeat=2, warmup=1)
     parts = [r["part"] for r in rows]
     assert parts[0] == "whole step: forward + backward + update"
@@ -152,22 +144,18 @@ def test_profile_step_times_every_part_of_a_step(config, backend):
 def test_profile_step_command_writes_json(tmp_path, capsys):
     out = tmp_path / "p.json"
     args = ["--configs", "slides", "--repeat", "2", "--warmup", "1", "--json", str(out)]
-    assert _profile_step().main(args) == 0
+    assert _script("profile_step").main(args) == 0
     assert "| whole step: forward + backward + update | 1 |" in capsys.readouterr().out
     saved = json.loads(out.read_text())
     assert saved["meta"]["repeat"] == 2 and saved["configs"]["slides"][0]["host_us"] > 0
-    assert _profile_step().main(["--configs", "nope"]) == 2
+    assert _script("profile_step").main(["--configs", "nope"]) == 2
     # an unwritable --json is refused before any timing
-    assert _profile_step().main(["--json", str(tmp_path / "no" / "p.json")]) == 2
+    assert _script("profile_step").main(["--json", str(tmp_path / "no" / "p.json")]) == 2
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_bench_command_warms_up_uncounted_with_the_bytecode_cache_on(monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench_command
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    bench_command = _script("bench_command")
     calls = []
     # start and end of each run: the warm-up slow (cold caches), then 2, 3 and 4 s
     clock = iter([0.0, 100.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0])
