@@ -10,7 +10,7 @@ from conftest import assert_on
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from xpnet.nn.mlp import TwoLayerNet
-from xpnet.training import TrainConfig, Trainer
+from xpnet.training import Sampler, TrainConfig, Trainer, epoch_order
 from xpnet.training.checkpoint import load_checkpoint, load_model, save_checkpoint
 from xpnet.training.evaluation import accuracy_of
 
@@ -71,6 +71,25 @@ def test_epoch_order_and_steps(tmp_path):
     again = Trainer(config(epochs=1.5, batch_size=64), blobs(), None, progress=False)
     np.testing.assert_array_equal(to_numpy(again.sampler.order(0)), order)
     assert not np.array_equal(to_numpy(trainer.sampler.order(1)), order)
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_a_minibatch_is_its_rows_of_the_epochs_order(backend, shard):
+    """Batch j of epoch e is rows order_e[j·B : (j+1)·B] (a process's share of them), features
+    and labels alike, across an epoch's end, on every backend."""
+    data = blobs()
+    trainer = Trainer(config(batch_size=64), data, None, progress=False, backend=backend)
+    sampler = Sampler(trainer.data, 64, 1, trainer.be, shard)
+    rank, size = shard
+    per = 64 // size
+    for i in (0, 1, 8, 9, 10, 17, 18):  # 9 steps an epoch (600 // 64)
+        epoch, j = divmod(i, 9)
+        rows = epoch_order(1, epoch, 600)[j * 64 + rank * per : j * 64 + (rank + 1) * per]
+        x, t = sampler.batch(i)
+        assert_on(x, backend, "float32", (per, 12))
+        assert_on(t, backend, None, (per,))
+        np.testing.assert_array_equal(to_numpy(x), data.x_train[rows])
+        np.testing.assert_array_equal(to_numpy(t), data.t_train[rows])
 
 
 def test_training_steps_never_read_device_values(tmp_path, monkeypatch):

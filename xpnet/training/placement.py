@@ -142,7 +142,7 @@ class Sampler:
             )
         per = batch_size // size
         self._rows = (rank * per, (rank + 1) * per)
-        self._order = (None, None)  # (epoch, device permutation)
+        self._order = (None, None, None)  # (epoch, device permutation, labels in that order)
         x, codes = data.x_train, data.codes_train
         if codes is not None:
             # a quarter of the bytes to gather (uint8), normalized as the dataset was: the same
@@ -150,7 +150,7 @@ class Sampler:
             float32, factor = x.dtype, np.float32(data.factor)
 
             def gather(i):  # NumPy only: the cast inside the multiply, one pass, no temporary
-                return np.multiply(np.take(codes, i, axis=0), factor, dtype=float32)
+                return np.multiply(codes.take(i, axis=0), factor, dtype=float32)
         else:
             xp = be.xp
 
@@ -161,13 +161,20 @@ class Sampler:
 
     def order(self, epoch: int):
         """This epoch's sample order on the device (drawn on the host, moved once per epoch)."""
+        return self._epoch(epoch)[1]
+
+    def _epoch(self, epoch: int) -> tuple:
+        """(epoch, its order, the labels in that order), made once per epoch: a step's labels
+        are then a slice, not a gather."""
         if self._order[0] != epoch:
-            self._order = (epoch, self.be.asarray(epoch_order(self.seed, epoch, self.n)))
-        return self._order[1]
+            order = self.be.asarray(epoch_order(self.seed, epoch, self.n))
+            self._order = (epoch, order, self.be.xp.take(self.data.t_train, order, axis=0))
+        return self._order
 
     def batch(self, iteration: int):
         """(x, t) of this process for update number `iteration` (from 0), on the device."""
         epoch, j = divmod(iteration, self.steps_per_epoch)
-        start = j * self.batch_size
-        idx = self.order(epoch)[start + self._rows[0] : start + self._rows[1]]
-        return self.gather_x(idx), self.be.xp.take(self.data.t_train, idx, axis=0)
+        _, order, labels = self._order if self._order[0] == epoch else self._epoch(epoch)
+        start = j * self.batch_size + self._rows[0]
+        stop = start + self._rows[1] - self._rows[0]
+        return self.gather_x(order[start:stop]), labels[start:stop]

@@ -41,8 +41,12 @@ class SGD(Optimizer):
         self.steps += 1
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if not (mu or wd):
+            kernels = {}  # one lookup per array type and dtype, not per parameter
             for key, grad in grads.items():
-                kernel = self._kernel("sgd", grad)
+                kind = (type(grad), grad.dtype)
+                if kind not in kernels:
+                    kernels[kind] = self._kernel("sgd", grad)
+                kernel = kernels[kind]
                 if kernel is not None:
                     kernel(params[key], grad, lr)
                 else:
