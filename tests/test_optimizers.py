@@ -417,3 +417,37 @@ def test_trains_a_small_network(name, lr):
         opt.update(net.params, net.grads)
     assert float(net.loss(x, labels)) < 0.25 * first
     assert net.accuracy(x, labels) > 0.9
+
+
+def test_plain_sgd_asks_for_its_kernel_once_per_array_type_and_dtype(rng):
+    asked = []
+    opt = SGD(lr=0.5)
+    opt.kernels = lambda use, like: asked.append((use, like.dtype))  # no kernel: the plain rule
+    params = {k: rng.standard_normal(3).astype(np.float32) for k in "abcd"}
+    grads = {k: np.ones(3, np.float32) for k in "abcd"}
+    before = {k: v.copy() for k, v in params.items()}
+    opt.update(params, grads)
+    assert asked == [("sgd", np.float32)]  # one ask an update, not four
+    for k in "abcd":
+        np.testing.assert_array_equal(params[k], before[k] - np.float32(0.5))
+
+    class Unhashable:  # an Array API library's dtype need not be hashable: ask for each
+        __hash__ = None
+
+    class Array:
+        dtype = Unhashable()
+
+        def __init__(self, value):
+            self.value = value
+
+        def __rmul__(self, factor):
+            return Array(factor * self.value)
+
+        def __isub__(self, other):
+            self.value = self.value - other.value
+            return self
+
+    asked.clear()
+    params = {k: Array(1.0) for k in "ab"}
+    opt.update(params, {k: Array(1.0) for k in "ab"})
+    assert len(asked) == 2 and [p.value for p in params.values()] == [0.5, 0.5]

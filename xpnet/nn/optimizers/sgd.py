@@ -41,12 +41,15 @@ class SGD(Optimizer):
         self.steps += 1
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if not (mu or wd):
-            kernels = {}  # one lookup per array type and dtype, not per parameter
+            kernels = {}  # asked once per array type and dtype in an update, not per parameter
             for key, grad in grads.items():
                 kind = (type(grad), grad.dtype)
-                if kind not in kernels:
-                    kernels[kind] = self._kernel("sgd", grad)
-                kernel = kernels[kind]
+                try:
+                    kernel = kernels[kind]
+                except KeyError:
+                    kernel = kernels[kind] = self._kernel("sgd", grad)
+                except TypeError:  # a dtype that cannot be hashed: ask for each parameter
+                    kernel = self._kernel("sgd", grad)
                 if kernel is not None:
                     kernel(params[key], grad, lr)
                 else:
