@@ -31,27 +31,34 @@ class At(Callback):
 
 
 def test_the_steps_go_on_while_the_files_are_written(tmp_path, monkeypatch):
-    # a disk that holds every write until the run has made its last update: written in the
-    # loop, the first line's metrics.jsonl would wait here until the timeout, and fail the run
-    disk = threading.Event()
+    # a disk that holds a line's metrics.jsonl (config.json with the first) until the step before
+    # the next line: written in the loop, it would wait here until the timeout and fail the run
+    step, moved = [0], threading.Condition()
     real = writers.atomic_write_text
 
     def held(path, text):
-        assert disk.wait(5), f"the steps waited for {Path(path).name}"
+        config = Path(path).name == "config.json"  # written with the first line
+        line = 0 if config else json.loads(text.splitlines()[-1])["iteration"]
+        with moved:
+            assert moved.wait_for(lambda: step[0] >= min(line + 29, 90), 5), (path, line)
         return real(path, text)
+
+    class Steps(Callback):
+        def on_step_end(self, trainer, loss):
+            with moved:
+                step[0] = trainer.iteration
+                moved.notify_all()
 
     monkeypatch.setattr(writers, "atomic_write_text", held)
     trainer = Trainer(config(iters=90, log_every=30), blobs(), tmp_path, verbose=False,
-                      callbacks=[At(90, lambda t: disk.set())])  # fmt: skip
+                      callbacks=[Steps()])  # fmt: skip
     trainer.run()
     # when run returns, every file is written, in order: the last writes are the last lines
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines == trainer.history and [r["iteration"] for r in lines] == [0, 30, 60, 90]
     assert json.loads((tmp_path / "config.json").read_text())["iterations"] == 90
-    ckpt, model = (
-        load_checkpoint(tmp_path / "checkpoint.npz"),
-        load_checkpoint(tmp_path / "model.npz"),
-    )
+    ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
+    model = load_checkpoint(tmp_path / "model.npz")
     assert ckpt.iteration == model.iteration == 90 and ckpt.extra["history"] == trainer.history
     for key, value in trainer.net.params.items():
         np.testing.assert_array_equal(ckpt.params[key], value, err_msg=key)
@@ -168,3 +175,29 @@ def test_a_checkpoint_saved_now_is_not_overwritten_by_an_earlier_one_still_queue
         mp.setattr(trainer_module, "write_checkpoint", slow)
         trainer.run()
     assert found == [25]
+
+
+def test_when_a_line_is_emitted_the_line_before_is_on_disk(tmp_path, monkeypatch):
+    # a slow disk (0.2 s a checkpoint) and intervals of a few milliseconds: the writes overlap
+    # one interval's steps, no more, so a killed run loses no more than before the queue
+    real = trainer_module.write_checkpoint
+    on_disk = []
+
+    def slow(path, arrays, meta):
+        time.sleep(0.2)
+        return real(path, arrays, meta)
+
+    class Look(Callback):
+        order = 90  # after the writers, before the queue's end
+
+        def on_record(self, trainer, record):
+            if record["iteration"] >= 20:
+                on_disk.append(
+                    (record["iteration"], load_checkpoint(trainer.checkpoint_path).iteration)
+                )
+
+    monkeypatch.setattr(trainer_module, "write_checkpoint", slow)
+    trainer = Trainer(config(iters=40, log_every=10), blobs(), tmp_path, verbose=False,
+                      callbacks=[Look()])  # fmt: skip
+    trainer.run()
+    assert on_disk == [(20, 10), (30, 20), (40, 30)]

@@ -85,9 +85,12 @@ class FileQueue(Callback):
     write ends in two fsyncs, 1 to 40 ms apiece on the 2-core machine (docs/performance.md §17).
 
     `submit` raises the first earlier write that failed; `wait` returns once every write asked
-    is done, raising the first failure. The run waits at its end (`on_fit_end`, after the other
-    writers') and before it reports a checkpoint saved on a signal: when `run` returns, every
-    file is on disk. Every process of a data-parallel run has one (rank 0's writes the files).
+    is done, raising the first failure. A line's writes run beside the next interval's steps, no
+    further: each log line waits for the previous line's (`on_interval`), so when a line is
+    printed the checkpoint of the line before is on disk, as it was when the writes were made in
+    the loop (a killed run loses no more). The run also waits at its end (`on_fit_end`, after the
+    other writers') and before it reports a checkpoint saved on a signal: when `run` returns,
+    every file is on disk. Every process of a data-parallel run has one (rank 0's writes).
     """
 
     order = 99
@@ -116,6 +119,9 @@ class FileQueue(Callback):
         jobs, self._jobs = self._jobs, []
         for job in jobs:
             job.result()
+
+    def on_interval(self, trainer, record: dict) -> None:
+        self.wait()  # the previous line's files, written while this interval's steps ran
 
     def on_fit_end(self, trainer, reason: str) -> None:
         try:
