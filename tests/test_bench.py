@@ -174,3 +174,22 @@ def test_bench_command_warms_up_uncounted_with_the_bytecode_cache_on(monkeypatch
     assert len(calls) == 4 and all("PYTHONDONTWRITEBYTECODE" not in env for env in calls)
     assert "warm-up: slides' code    100.00 s (not counted)" in out
     assert "| slides' code | 3.00 | 2.00, 3.00, 4.00 | 0.9700 |" in out
+
+
+def test_bench_command_rotates_the_order_of_the_commands(monkeypatch, capsys):
+    bench_command = _script("bench_command")
+    ran = []
+
+    def fake_run(argv, **kwargs):
+        ran.append(Path(argv[1]).name)
+        return subprocess.CompletedProcess(argv, 0, "test acc: 0.9700\n", "")
+
+    monkeypatch.setattr(bench_command.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench_command, "commands", lambda *a: {
+        "a": ["python", "a.py"], "b": ["python", "b.py"], "c": ["python", "c.py"]})  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["bench_command.py", "--data-dir", "/d", "--repeat", "3"])
+    assert bench_command.main() == 0
+    rounds = [ran[i : i + 3] for i in range(0, len(ran), 3)]  # a warm-up round, then three
+    assert rounds == [["c.py", "a.py", "b.py"], ["a.py", "b.py", "c.py"],
+                      ["b.py", "c.py", "a.py"], ["c.py", "a.py", "b.py"]]  # fmt: skip
+    assert "| a | " in capsys.readouterr().out
