@@ -312,13 +312,3 @@ def worker_name() -> str:
         except ValueError:  # not inside a worker
             pass
     return "local"
-
-
-def blas_threads() -> int | None:
-    """The BLAS threads this process uses now (threadpoolctl), None without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    return max(pools) if pools else None

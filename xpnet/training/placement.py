@@ -174,7 +174,7 @@ class Sampler:
     def batch(self, iteration: int):
         """(x, t) of this process for update number `iteration` (from 0), on the device."""
         epoch, j = divmod(iteration, self.steps_per_epoch)
-        _, order, labels = self._order if self._order[0] == epoch else self._epoch(epoch)
+        _, order, labels = self._epoch(epoch)
         start = j * self.batch_size + self._rows[0]
         stop = start + self._rows[1] - self._rows[0]
         return self.gather_x(order[start:stop]), labels[start:stop]

@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 
 from ...errors import DataError
-from ...parallel.dask import blas_threads, worker_name
+from ...parallel.dask import worker_name
+from ...training.exact import blas_threads
 from ...training.trainer import Interrupted, TrainConfig, Trainer
 from .config import SearchConfig, trial_settings
 
