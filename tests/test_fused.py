@@ -342,3 +342,54 @@ def test_product_sums_the_partial_products_at_the_cuts_in_order(backend, rng):
     expected = (x[:, :2] @ W[:2, :] + x[:, 2:5] @ W[2:5, :]) + x[:, 5:] @ W[5:, :]
     assert bool(xp.all(three == expected))
     np.testing.assert_allclose(to_numpy(three), to_numpy(plain), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "n, threads, bounds",
+    [
+        (10000, 2, [0, 2500, 5000, 7500, 10000]),  # MNIST's chunk: quarters
+        (9999, 2, [0, 2500, 5000, 7500, 9999]),  # the first share takes the odd row
+        (2001, 2, [0, 501, 1001, 1501, 2001]),
+        (7, 3, [0, 2, 3, 4, 5, 6, 7]),
+        (1, 2, [0, 1]),  # a share with no rows has no block
+        (0, 2, [0]),
+    ],
+)
+def test_thread_rows_are_the_threads_shares_in_halves(n, threads, bounds):
+    """OpenBLAS's threaded level 3 with few output columns: ⌈left / threads left⌉ rows a thread,
+    each share in halves of ⌈share / 2⌉ (xpnet.training.exact reproduces its bits from them)."""
+    from xpnet.fast.step import thread_rows
+
+    assert thread_rows(n, threads) == bounds
+
+
+_PRODUCTS: list = []
+
+
+class _Logged(np.ndarray):
+    """A NumPy array that records the shapes of the products it takes part in (in _PRODUCTS)."""
+
+    def __matmul__(self, other):
+        _PRODUCTS.append((self.shape, other.shape))
+        return np.asarray(self) @ np.asarray(other)
+
+
+def test_product_in_row_blocks_multiplies_each_block_on_its_own(backend, rng):
+    """product(x, W, k, rows): one product per block of thread_rows (each summed at k), stacked
+    in order, on every backend; on NumPy, each block's product is one call of its own."""
+    from xpnet.fast.step import product
+
+    x = backend.asarray(rng.standard_normal((9, 8)), "float32")
+    W = backend.asarray(rng.standard_normal((8, 3)), "float32")
+    xp = backend.xp
+    got = product(x, W, (), 2)  # blocks [0, 3), [3, 5), [5, 7), [7, 9)
+    assert_on(got, backend, "float32", (9, 3))
+    expected = xp.concat([x[lo:hi, :] @ W for lo, hi in ((0, 3), (3, 5), (5, 7), (7, 9))], axis=0)
+    assert bool(xp.all(got == expected))
+    both = product(x, W, (4,), 2)
+    assert_on(both, backend, "float32", (9, 3))
+    assert bool(xp.all(both[3:5, :] == x[3:5, :4] @ W[:4, :] + x[3:5, 4:] @ W[4:, :]))
+    if backend.name == "numpy":
+        _PRODUCTS.clear()
+        product(np.asarray(x).view(_Logged), np.asarray(W), (), 2)
+        assert _PRODUCTS == [((3, 8), (8, 3))] + [((2, 8), (8, 3))] * 3

@@ -91,9 +91,9 @@ def test_no_overlap_where_no_sum_on_one_thread_gives_the_scores_of_all(monkeypat
     assert trainer.callback(Evaluation).overlapping(trainer)
     real = exact.product
 
-    def product(x, W, cuts=()):
+    def product(x, W, *cuts):
         threads = min(info["num_threads"] for info in threadpool_info())
-        return real(x, W, cuts) + (1e-6 if threads == 1 else 0.0)
+        return real(x, W, *cuts) + (1e-6 if threads == 1 else 0.0)
 
     monkeypatch.setattr(exact, "product", product)
     assert exact.one_thread_cuts(trainer) is None
@@ -113,8 +113,8 @@ def test_the_cuts_are_checked_on_every_chunk_shape_of_the_run(monkeypatch):
     assert exact.one_thread_cuts(trainer) is not None
     real = step_module.product
 
-    def product(x, W, cuts=()):  # one thread's scores differ on 300 rows only
-        out = real(x, W, cuts)
+    def product(x, W, *cuts):  # one thread's scores differ on 300 rows only
+        out = real(x, W, *cuts)
         one = min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") == 1
         return out + 1e-6 if one and x.shape[0] == 300 and W.shape[1] == 4 else out
 
@@ -124,12 +124,13 @@ def test_the_cuts_are_checked_on_every_chunk_shape_of_the_run(monkeypatch):
 
 
 def test_one_blas_thread_gives_the_mnist_scores_of_all_or_the_run_does_not_overlap():
-    """On MNIST's shapes (784 inputs): one thread's plain product, or the one summed in equal
-    parts, one per thread (OpenBLAS 0.3.31 on 2 cores: halves), must give all threads' bits; the
-    run overlaps exactly when one of them does, and its predictions on one thread are the bits."""
+    """On MNIST's shapes (784 inputs): one thread's plain product, the one summed in equal parts
+    of k, one per thread (OpenBLAS 0.3.31 on one 2-core machine: halves), or the one in the row
+    blocks of the threads' shares (on another: quarters) must give all threads' bits; the run
+    overlaps exactly when one of them does, and its predictions on one thread are the bits."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from xpnet.fast.step import product
-    from xpnet.training.exact import blas_threads, equal_cuts, one_thread_cuts
+    from xpnet.training.exact import blas_threads, candidates, one_thread_cuts
 
     rng = np.random.default_rng(0)
     x = rng.random((1000, 784), dtype=np.float32)
@@ -138,7 +139,7 @@ def test_one_blas_thread_gives_the_mnist_scores_of_all_or_the_run_does_not_overl
     with threadpoolctl.threadpool_limits(None, user_api="blas"):
         everywhere = x @ w
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        one = [product(x, w, c) for c in ((), equal_cuts(784, threads))]
+        one = [product(x, w, *c) for c in candidates(784, threads)]
     exact = any(bool((o == everywhere).all()) for o in one)
     data = blobs(n_train=1000, n_test=200, features=784)
     trainer = Trainer(config(), data, None, verbose=False)

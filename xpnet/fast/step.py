@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from ..backend import namespace_of
 from ..nn.conv import Convolution
@@ -13,13 +14,46 @@ from .conv_step import ConvStep
 ACTIVATION_NAMES = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh"}
 
 
-def product(x, W, cuts=()):
-    """x @ W; with `cuts` (positions along k), the partial products over the k ranges they bound,
-    added in order: how a BLAS that splits the sum over its threads adds them (OpenBLAS 0.3.31 on
-    two threads: halves of MNIST's 784), so that one thread can give the bits all threads give."""
-    if not cuts:
+class Cuts(NamedTuple):
+    """Where one thread cuts a product to sum it as a threaded BLAS does (`product`): `k`,
+    positions along the sum; `rows`, the number of threads whose share of the rows is emulated
+    (0: none)."""
+
+    k: tuple[int, ...] = ()
+    rows: int = 0
+
+
+def thread_rows(n: int, threads: int) -> list[int]:
+    """Bounds of the row blocks OpenBLAS's threaded level 3 computes x @ W in, for a W of few
+    columns: n rows in `threads` shares of ⌈left / threads left⌉, each share in two halves of
+    ⌈share / 2⌉ (its two B buffers, DIVIDE_RATE). NumPy's row-major product is BLAS's
+    column-major Wᵀxᵀ, so x's rows are BLAS's columns, the dimension it splits when W's few
+    columns (BLAS's rows) leave nothing to share."""
+    bounds, left = [0], n
+    for j in range(threads):
+        share = -(-left // (threads - j))
+        left -= share
+        start, end = bounds[-1], bounds[-1] + share
+        half = -(-share // 2)
+        bounds += [min(s + half, end) for s in range(start, end, half)] if share else []
+    return bounds
+
+
+def product(x, W, k=(), rows=0):
+    """x @ W, summed the way a threaded BLAS sums it when asked (so that one thread can give
+    the bits all threads give, xpnet.training.exact): with `k` (positions along the sum), the
+    partial products over the ranges they bound, added in order (OpenBLAS 0.3.31 on two threads
+    on some CPUs: halves of MNIST's 784); with `rows` (a thread count), each of `thread_rows`'
+    blocks as a product of its own (OpenBLAS 0.3.31's Haswell kernels on two threads: quarters)."""
+    if rows:
+        bounds = thread_rows(x.shape[0], rows)
+        if len(bounds) <= 2:  # one block: the plain sum
+            return product(x, W, k)
+        parts = [product(x[lo:hi, ...], W, k) for lo, hi in itertools.pairwise(bounds)]
+        return namespace_of(x).concat(parts, axis=0)
+    if not k:
         return x @ W
-    bounds = (0, *cuts, W.shape[0])
+    bounds = (0, *k, W.shape[0])
     out = x[:, bounds[0] : bounds[1]] @ W[bounds[0] : bounds[1], :]
     for lo, hi in itertools.pairwise(bounds[1:]):
         out += x[:, lo:hi] @ W[lo:hi, :]
@@ -41,8 +75,8 @@ class FusedStep:
         self.activations = activations
         self.kernels = kernels
         self.classes = affines[-1].W.shape[1]
-        #: per Affine, the cuts `predict` sums its product at (`product`); training never cuts
-        self.cuts: list[tuple[int, ...]] | None = None
+        #: per Affine, the `Cuts` `predict` sums its product at (`product`); training never cuts
+        self.cuts: list[Cuts] | None = None
 
     @staticmethod
     def uses(net) -> list[str] | None:
@@ -91,7 +125,7 @@ class FusedStep:
             x = namespace_of(x).reshape(x, (x.shape[0], -1))
         outputs = [x]
         for i, (affine, act) in enumerate(zip(self.affines[:-1], self.activations, strict=True)):
-            a = product(outputs[-1], affine.W, cuts[i] if cuts else ())
+            a = product(outputs[-1], affine.W, *(cuts[i] if cuts else ()))
             outputs.append(k.bias_act(a, affine.b, act))
         return outputs
 
@@ -108,16 +142,16 @@ class FusedStep:
 
     def cut(self, cuts) -> FusedStep:
         """This step's weights (the layers' own), predicting with its products summed at `cuts`
-        (one tuple per Affine: `product`); None: the plain products."""
+        (one `Cuts` per Affine: `product`); None: the plain products."""
         step = FusedStep(self.net, self.affines, self.activations, self.kernels)
-        step.cuts = None if cuts is None else [tuple(c) for c in cuts]
+        step.cuts = None if cuts is None else [Cuts(tuple(c.k), int(c.rows)) for c in cuts]
         return step
 
     def predict(self, x):
         """Scores (before softmax) for a batch, keeping nothing for a backward pass."""
         last, cuts = self.affines[-1], self.cuts
         h = self._hidden(x, cuts)[-1]
-        return product(h, last.W, cuts[-1] if cuts else ()) + last.b
+        return product(h, last.W, *(cuts[-1] if cuts else ())) + last.b
 
     def forward_backward(self, x, t):
         """The mean loss of batch (x, t), decay included; every gradient is left in the layers."""

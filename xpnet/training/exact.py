@@ -3,17 +3,22 @@ evaluator, xpnet.training.callbacks.Evaluation).
 
 The steps of a small network run BLAS on one thread, so the second core is free to evaluate the
 last line while the next steps run; but a line must print the numbers an evaluation with all
-threads prints. A BLAS may split a product's sum over its threads: OpenBLAS 0.3.31 on two
-threads sums MNIST's 784 inputs in two halves and adds them, so one thread's product differs in
-79% of the scores. One thread computing those halves and adding them gives the same bits
-(`xpnet.fast.step.product` with cuts). Which cuts a BLAS makes is not documented, so the run
-tries the likely ones on its own weights, rows and chunk shapes, and overlaps only when one of
-them reproduces every score.
+threads prints, and a BLAS sums differently on more threads. Two ways were seen, both with
+OpenBLAS 0.3.31 on two threads (`xpnet.fast.step.product` reproduces each on one thread):
+
+- on one 2-core machine it summed MNIST's 784 inputs in two halves and added them, so one
+  thread's plain product differed in 79% of the scores: `Cuts(k=(392,))`;
+- on another (its Haswell kernels on an AMD EPYC) it split the rows into two shares and each
+  share into two halves (`thread_rows`), and blocks that start elsewhere are summed by other
+  kernel paths, so one thread's plain product differed in 10%: `Cuts(rows=2)`.
+
+Neither is documented, so the run tries these on its own weights, rows and chunk shapes, and
+overlaps only when one of them reproduces every score.
 """
 
 from __future__ import annotations
 
-from ..fast.step import product
+from ..fast.step import Cuts, product
 
 
 def blas_threads(controller=None) -> int:
@@ -40,14 +45,22 @@ def equal_cuts(k: int, threads: int) -> tuple[int, ...]:
     return tuple(k * i // threads for i in range(1, threads)) if k >= threads > 1 else ()
 
 
-def one_thread_cuts(trainer) -> list[tuple[int, ...]] | None:
-    """Per Affine of `trainer.fused`, the cuts with which one BLAS thread predicts the bits that
-    all threads predict on every chunk shape of this run, or None when none is found.
+def candidates(k: int, threads: int) -> list[Cuts]:
+    """The sums one thread tries, in order, for a product over `k` terms that `threads` threads
+    compute: the plain one, one in equal ranges of k (one per thread), one in the row blocks
+    of the threads' shares."""
+    if threads < 2:
+        return [Cuts()]
+    return list(dict.fromkeys([Cuts(), Cuts(k=equal_cuts(k, threads)), Cuts(rows=threads)]))
+
+
+def one_thread_cuts(trainer) -> list[Cuts] | None:
+    """Per Affine of `trainer.fused`, the `Cuts` with which one BLAS thread predicts the bits
+    that all threads predict on every chunk shape of this run, or None when none is found.
 
     Layer by layer on the largest chunk, the product as all threads compute it is matched by one
-    thread's plain product or by one split into equal ranges, one per thread (the activations
-    between are elementwise: the same bits on any thread); the cuts found are then checked on
-    the other chunk shapes, through the whole prediction.
+    of `candidates` (the activations between are elementwise: the same bits on any thread); the
+    cuts found are then checked on the other chunk shapes, through the whole prediction.
     """
     import numpy as np  # (asked on NumPy only)
     from threadpoolctl import ThreadpoolController
@@ -65,11 +78,11 @@ def one_thread_cuts(trainer) -> list[tuple[int, ...]] | None:
         for i, affine in enumerate(step.affines):
             target = h @ affine.W
             with blas.limit(limits=1):
-                found = [c for c in ((), equal_cuts(int(affine.W.shape[0]), threads))
-                         if bool(xp.all(product(h, affine.W, c) == target))]  # fmt: skip
-            if not found:
+                found = next((c for c in candidates(int(affine.W.shape[0]), threads)
+                              if bool(xp.all(product(h, affine.W, *c) == target))), None)  # fmt: skip
+            if found is None:
                 return None
-            cuts.append(found[0])
+            cuts.append(found)
             if i < len(step.activations):
                 h = step.kernels.bias_act(target, affine.b, step.activations[i])
         # the largest chunk is the one matched above, product by product; the others, whole
