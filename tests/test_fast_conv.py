@@ -4,7 +4,8 @@ The layers are run with BLAS on one thread, as the step runs its products: OpenB
 products differently on two threads (see xpnet.fast.threads). Every comparison is exact: the step
 computes each number with the same operations as the layers (ReLU after pooling commutes exactly;
 the products split over threads keep each entry one dot product, in pieces large enough that
-OpenBLAS computes them with the same kernel as the whole).
+OpenBLAS computes them with the same kernel as the whole, starting at whole tiles of rows:
+threads.row_quantum).
 """
 
 import numpy as np
@@ -200,12 +201,23 @@ def test_the_trainer_takes_the_conv_step_and_writes_the_same_run(tmp_path):
 # -- the worker threads and the split Adam -------------------------------------------------------
 
 
-def test_workers_split_rows_and_wait_for_every_part():
+def test_workers_split_rows_and_wait_for_every_part(monkeypatch):
     w = threads_module.Workers(3)
     assert w.parts(10) == [(0, 3), (3, 6), (6, 10)]
     assert w.parts(2) == [(0, 1), (1, 2)]
-    assert w.parts(10, product=threads_module.MIN_PIECE * 2) == [(0, 5), (5, 10)]
-    assert w.parts(10, product=5) == [(0, 10)]
+    piece = threads_module.MIN_PIECE
+    monkeypatch.setattr(threads_module, "row_quantum", lambda dtype: 1)
+    assert w.parts(10, product=piece * 2, dtype=np.float32) == [(0, 5), (5, 10)]
+    assert w.parts(10, product=5, dtype=np.float32) == [(0, 10)]
+    # a product split at whole tiles of rows: 12 rows (OpenBLAS's float32 kernels on one CPU)
+    monkeypatch.setattr(threads_module, "row_quantum", lambda dtype: 12)
+    assert w.parts(26, product=piece * 3, dtype=np.float32) == [(0, 12), (12, 24), (24, 26)]
+    assert w.parts(100, product=piece * 2, dtype=np.float32, unit=784) == [(0, 51), (51, 100)]
+    assert w.parts(100, product=piece * 2, dtype=np.float32, unit=576) == [(0, 50), (50, 100)]
+    assert w.parts(10, product=piece * 2, dtype=np.float32) == [(0, 10)]  # under one tile
+    monkeypatch.setattr(threads_module, "row_quantum", lambda dtype: None)  # no split keeps bits
+    assert w.parts(100, product=piece * 3, dtype=np.float32) == [(0, 100)]
+    monkeypatch.undo()
     seen = []
     assert w.run(lambda p: seen.append(p) or p[0], w.parts(9)) == [0, 3, 6]
     assert sorted(seen) == w.parts(9)
@@ -217,6 +229,25 @@ def test_workers_split_rows_and_wait_for_every_part():
 
     with pytest.raises(RuntimeError, match="part 3"):
         w.run(fail, w.parts(9))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_product_split_at_the_row_quantum_has_the_whole_products_bits(dtype):
+    """row_quantum, probed on one shape, holds on others: pieces of a product split by rows at
+    odd multiples of it (not multiples of a larger tile) are the whole product's rows."""
+    q = threads_module.row_quantum(np.dtype(dtype))
+    if q is None:
+        pytest.skip(f"no split by rows gives this BLAS's {dtype} bits: products are not split")
+    rng = np.random.default_rng(5)
+    x, w = (
+        rng.standard_normal((1200, 700)).astype(dtype),
+        rng.standard_normal((700, 40)).astype(dtype),
+    )
+    with threadpool_limits(1, user_api="blas"):
+        whole = x @ w
+        for cut in (q * ((600 // q) | 1), q * ((400 // q) | 1)):
+            same(x[:cut] @ w, whole[:cut], f"rows before {cut}")
+            same(x[cut:] @ w, whole[cut:], f"rows from {cut}")
 
 
 def test_xpnet_threads_sets_the_number_of_threads(monkeypatch):

@@ -85,10 +85,11 @@ class ConvBlock:
             self._buffers = {key: a}  # one training shape at a time: the last one
         return a
 
-    def _parts(self, g: dict) -> list:
+    def _parts(self, g: dict, dtype) -> list:
         """Ranges of samples, one per worker thread: as many as keep the product's pieces large
-        (threads.MIN_PIECE: then they round as the whole product does)."""
-        return self.workers.parts(g["N"], g["N"] * g["P"] * (g["K"] + 1) * g["FN"])
+        and start them at whole tiles of rows (threads.MIN_PIECE, threads.row_quantum: then
+        they round as the whole product does)."""
+        return self.workers.parts(g["N"], g["N"] * g["P"] * (g["K"] + 1) * g["FN"], dtype, g["P"])
 
     # -- forward ------------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class ConvBlock:
         FN, K = g["FN"], g["K"]
         col_W = conv.W.reshape(FN, K)
         Wb = np.concatenate([col_W.T, conv.b.reshape(1, FN)], axis=0)  # (K + 1, FN), as the layer
-        parts = self._parts(g)
+        parts = self._parts(g, x.dtype)
         self.workers.run(lambda r: self._forward_part(x, g, a, Wb, r, train), parts)
         if train:
             self._saved = {"g": g, "a": a, "col_W": col_W, "parts": parts}
@@ -163,15 +164,22 @@ class ConvBlock:
         grad = np.empty((K + 1, FN), dh.dtype)
         self.workers.run(
             lambda r: np.matmul(a["colT"][r[0] : r[1]], d, out=grad[r[0] : r[1]]),
-            self.workers.parts(K + 1, (K + 1) * N * g["P"] * FN),
+            self.workers.parts(K + 1, (K + 1) * N * g["P"] * FN, dh.dtype),
         )
         conv.dW = np.ascontiguousarray(grad[:-1].T).reshape(conv.W.shape)
         conv.db = grad[-1].copy()
         if not input_grad:
             return None
+        # dcolᵀ = Wᵀ·dᵀ split by its rows (a split by samples would split BLAS's tiles of
+        # columns, which round differently: threads.row_quantum), then col2im by samples
+        dcolT, col_WT = np.empty((K, N * g["P"]), dh.dtype), s["col_W"].T
+        self.workers.run(
+            lambda r: np.matmul(col_WT[r[0] : r[1]], d.T, out=dcolT[r[0] : r[1]]),
+            self.workers.parts(K, K * N * g["P"] * FN, dh.dtype),
+        )
         p = g["p"]
         img = np.zeros((g["C"], N, g["H"] + 2 * p, g["W"] + 2 * p), dh.dtype)
-        self.workers.run(lambda r: self._input_grad_part(g, d, s["col_W"], img, r), parts)
+        self.workers.run(lambda r: self._input_grad_part(g, dcolT, img, r), parts)
         return img.transpose(1, 0, 2, 3)[:, :, p : p + g["H"], p : p + g["W"]]
 
     def _backward_part(self, dh, g, a, part) -> None:
@@ -201,11 +209,11 @@ class ConvBlock:
             np.subtract(gi, v, out=v)
             d[:, i : 2 * PH : 2, 0 : 2 * PW : 2] = v
 
-    def _input_grad_part(self, g, d, col_W, img, part) -> None:
-        """col2im of this range's dcolᵀ = Wᵀ·dᵀ, added into its samples of img (C, N, H, W)."""
+    def _input_grad_part(self, g, dcolT, img, part) -> None:
+        """col2im of this range of samples of dcolᵀ (K, N·P), added into them in img (C, N, H, W)."""
         lo, hi = part
-        P, OH, OW, sh, sw = g["P"], g["OH"], g["OW"], g["sh"], g["sw"]
-        dcolT = (col_W.T @ d[lo * P : hi * P].T).reshape(g["C"], g["FH"], g["FW"], hi - lo, OH, OW)
+        OH, OW, sh, sw = g["OH"], g["OW"], g["sh"], g["sw"]
+        dcolT = dcolT.reshape(g["C"], g["FH"], g["FW"], g["N"], OH, OW)[:, :, :, lo:hi]
         for i in range(g["FH"]):
             rows = slice(i, i + sh * (OH - 1) + 1, sh)
             for j in range(g["FW"]):

@@ -31,7 +31,7 @@ def _matmul(a, b, workers):
     """a @ b; split over the workers by rows of the result when it is large (the same numbers:
     each entry is still one dot product, see threads.MIN_PIECE)."""
     n, k = a.shape
-    parts = workers.parts(n, n * k * b.shape[1])
+    parts = workers.parts(n, n * k * b.shape[1], a.dtype)
     if len(parts) == 1:
         return a @ b
     out = np.empty((n, b.shape[1]), np.result_type(a, b))

@@ -10,11 +10,19 @@ While a step runs on these workers, BLAS runs on one thread (``Workers.single_bl
 threads would compete with these for the same cores, and OpenBLAS rounds some products
 differently on two threads than on one (512×577 times 577×64, say), while a product split here
 by rows gives the one-thread numbers.
+
+A product is split only by rows of its result, at multiples of `row_quantum` rows: OpenBLAS
+lays its kernel's tiles from the first row of each call, and on some CPUs a row's sums round
+differently in another tile (its Haswell kernels on an AMD EPYC, float32: a split at row 13
+changed some entries, one at a multiple of 12 none). Split by columns, no position kept every
+entry there, so no product is split by columns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -28,6 +36,33 @@ MAX_THREADS = 8
 #: which round differently from its blocked kernel; pieces this large take the blocked kernel,
 #: as the whole product does, and the split gives the whole product's numbers
 MIN_PIECE = 8_000_000
+#: the row counts `row_quantum` tries, in order: each a multiple of a BLAS kernel's usual tile
+QUANTA = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
+
+
+@functools.cache
+def row_quantum(dtype) -> int | None:
+    """The least q of QUANTA at whose multiples a matrix product of `dtype` splits by rows into
+    pieces whose products are the whole product's rows, bit for bit (BLAS on one thread, pieces
+    of at least MIN_PIECE multiply-adds, as the workers split); None when none is (then no
+    product of `dtype` is split). Probed once per dtype, a few milliseconds."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows, k, n = 960, 512, 64  # halves of 15.7 million multiply-adds: the blocked kernel's
+    x = rng.standard_normal((rows, k)).astype(dtype)
+    w = rng.standard_normal((k, n)).astype(dtype)
+    with Workers(1).single_blas():
+        whole = x @ w
+        for q in QUANTA:
+            m = (
+                rows // 2 // q
+            ) | 1  # odd multiples of q: not multiples of 2q, which pass more often
+            cuts = [q * m, q * (m + 2)]
+            if all(np.array_equal(x[:c] @ w, whole[:c]) and np.array_equal(x[c:] @ w, whole[c:])
+                   for c in cuts):  # fmt: skip
+                return q
+    return None
 
 
 def default_threads() -> int:
@@ -58,18 +93,28 @@ class Workers:
         self._blas = None
         self._lock = threading.Lock()
 
-    def parts(self, total: int, product: int | None = None) -> list[tuple[int, int]]:
-        """`total` rows as up to n contiguous (start, stop) ranges of nearly equal size.
+    def parts(
+        self, total: int, product: int | None = None, dtype=None, unit: int = 1
+    ) -> list[tuple[int, int]]:
+        """`total` items as up to n contiguous (start, stop) ranges of nearly equal size.
 
-        `product`: the multiply-adds of a matrix product over those rows; then every range
-        holds at least MIN_PIECE of them (one range for a small product).
+        `product`: the multiply-adds of a matrix product of `dtype` whose result has `unit` rows
+        per item; then every range holds at least MIN_PIECE of them (one range for a small
+        product) and starts at a multiple of `row_quantum(dtype)` rows (one range where there
+        is none).
         """
-        k = min(self.n, total)
+        k, step = max(min(self.n, total), 1), 1
         if product is not None:
-            k = min(k, product // MIN_PIECE)
-        k = max(k, 1)
-        bounds = [total * i // k for i in range(k + 1)]
-        return [(bounds[i], bounds[i + 1]) for i in range(k)]
+            k = max(min(k, product // MIN_PIECE), 1)
+            q = row_quantum(dtype) if k > 1 else 1
+            if q is None:
+                k = 1
+            else:  # ranges of whole steps of items, each step a multiple of q rows
+                step = q // math.gcd(q, unit)
+        steps = -(-total // step)
+        k = min(k, steps)
+        bounds = [min(steps * i // k * step, total) for i in range(k + 1)]
+        return [(bounds[i], bounds[i + 1]) for i in range(k) if bounds[i] < bounds[i + 1]]
 
     def run(self, fn, parts) -> list:
         """[fn(part) for part in parts], the parts at the same time (the first in this thread)."""
