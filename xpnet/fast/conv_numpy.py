@@ -170,16 +170,15 @@ class ConvBlock:
         conv.db = grad[-1].copy()
         if not input_grad:
             return None
-        # dcolᵀ = Wᵀ·dᵀ split by its rows (a split by samples would split BLAS's tiles of
-        # columns, which round differently: threads.row_quantum), then col2im by samples
-        dcolT, col_WT = np.empty((K, N * g["P"]), dh.dtype), s["col_W"].T
-        self.workers.run(
-            lambda r: np.matmul(col_WT[r[0] : r[1]], d.T, out=dcolT[r[0] : r[1]]),
-            self.workers.parts(K, K * N * g["P"] * FN, dh.dtype),
-        )
-        p = g["p"]
+        # dcolᵀ = Wᵀ·dᵀ split by its rows, a range of channels each, and col2im of each range into
+        # its channels of img: a split by samples would split BLAS's tiles of columns, which
+        # round differently (threads.row_quantum)
+        p, FH, FW = g["p"], g["FH"], g["FW"]
         img = np.zeros((g["C"], N, g["H"] + 2 * p, g["W"] + 2 * p), dh.dtype)
-        self.workers.run(lambda r: self._input_grad_part(g, dcolT, img, r), parts)
+        self.workers.run(
+            lambda r: self._input_grad_part(g, d, s["col_W"].T, img, r),
+            self.workers.parts(g["C"], K * N * g["P"] * FN, dh.dtype, FH * FW),
+        )
         return img.transpose(1, 0, 2, 3)[:, :, p : p + g["H"], p : p + g["W"]]
 
     def _backward_part(self, dh, g, a, part) -> None:
@@ -209,12 +208,12 @@ class ConvBlock:
             np.subtract(gi, v, out=v)
             d[:, i : 2 * PH : 2, 0 : 2 * PW : 2] = v
 
-    def _input_grad_part(self, g, dcolT, img, part) -> None:
-        """col2im of this range of samples of dcolᵀ (K, N·P), added into them in img (C, N, H, W)."""
+    def _input_grad_part(self, g, d, col_WT, img, part) -> None:
+        """dcolᵀ = Wᵀ·dᵀ for this range of channels, and its col2im into them in img (C, N, H, W)."""
         lo, hi = part
-        OH, OW, sh, sw = g["OH"], g["OW"], g["sh"], g["sw"]
-        dcolT = dcolT.reshape(g["C"], g["FH"], g["FW"], g["N"], OH, OW)[:, :, :, lo:hi]
-        for i in range(g["FH"]):
+        FH, FW, OH, OW, sh, sw = g["FH"], g["FW"], g["OH"], g["OW"], g["sh"], g["sw"]
+        dcolT = (col_WT[lo * FH * FW : hi * FH * FW] @ d.T).reshape(hi - lo, FH, FW, g["N"], OH, OW)
+        for i in range(FH):
             rows = slice(i, i + sh * (OH - 1) + 1, sh)
-            for j in range(g["FW"]):
-                img[:, lo:hi, rows, j : j + sw * (OW - 1) + 1 : sw] += dcolT[:, i, j]
+            for j in range(FW):
+                img[lo:hi, :, rows, j : j + sw * (OW - 1) + 1 : sw] += dcolT[:, i, j]
