@@ -265,19 +265,22 @@ def test_a_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # the header names the processes; then a checkpoint
             seen += proc.stdout.readline()
-            pid = pid or re.search(r"pids 0:\d+ 1:(\d+)", seen)
+            pid = pid or re.search(r"pids 0:(\d+) 1:(\d+)", seen)
             if pid and "iter    10" in seen:
                 break
         assert pid and "iter    10" in seen, seen
         killed = time.monotonic()
-        os.kill(int(pid[1]), signal.SIGKILL)
+        os.kill(int(pid[2]), signal.SIGKILL)
         rest, _ = proc.communicate(timeout=20)
         took = time.monotonic() - killed
     finally:
         if proc.poll() is None:
             _stop(proc)
     assert proc.returncode != 0 and took < 10
-    assert f"PID {pid[1]} " in rest  # the launcher names the process, the header its rank
+    # the launcher names a process of the job, the header its rank: usually the one killed, but
+    # Hydra names the first it sees end, and in one clean-clone CI run (2026-12-02) it was not
+    # rank 1; it kills the others itself (the whole message is shown if neither is named)
+    assert re.search(rf"PID ({pid[1]}|{pid[2]}) ", rest), rest
     ckpt = load_checkpoint(out / "checkpoint.npz")
     assert ckpt.iteration >= 5 and ckpt.iteration % 5 == 0  # the line above or the one before
     from xpnet.apps.train import main
