@@ -205,6 +205,7 @@ def test_workers_split_rows_and_wait_for_every_part(monkeypatch):
     w = threads_module.Workers(3)
     assert w.parts(10) == [(0, 3), (3, 6), (6, 10)]
     assert w.parts(2) == [(0, 1), (1, 2)]
+    assert w.parts(0) == [(0, 0)]  # one empty range: the work runs once, on nothing
     piece = threads_module.MIN_PIECE
     monkeypatch.setattr(threads_module, "row_quantum", lambda dtype: 1)
     assert w.parts(10, product=piece * 2, dtype=np.float32) == [(0, 5), (5, 10)]

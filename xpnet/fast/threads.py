@@ -55,9 +55,8 @@ def row_quantum(dtype) -> int | None:
     with Workers(1).single_blas():
         whole = x @ w
         for q in QUANTA:
-            m = (
-                rows // 2 // q
-            ) | 1  # odd multiples of q: not multiples of 2q, which pass more often
+            # odd multiples of q near the middle: not multiples of 2q, which pass more often
+            m = (rows // 2 // q) | 1
             cuts = [q * m, q * (m + 2)]
             if all(np.array_equal(x[:c] @ w, whole[:c]) and np.array_equal(x[c:] @ w, whole[c:])
                    for c in cuts):  # fmt: skip
@@ -103,6 +102,8 @@ class Workers:
         product) and starts at a multiple of `row_quantum(dtype)` rows (one range where there
         is none).
         """
+        if total <= 0:
+            return [(0, 0)]
         k, step = max(min(self.n, total), 1), 1
         if product is not None:
             k = max(min(k, product // MIN_PIECE), 1)
