@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Whole commands as users run them: the default `python scripts/train.py` against the same run in
-PyTorch written for speed (torch_mnist.py) and the slides' code (slides_mnist.py).
+PyTorch written for speed (torch_mnist.py), the slides' code (slides_mnist.py), and the same
+arithmetic in lean NumPy with nothing around it (numpy_mnist.py: xpnet's numbers bit for bit).
 
 Each command is a fresh process timed from start to exit (interpreter start-up, imports, loading
 and verifying MNIST, the 10,000 steps, the 18 evaluations, writing the outputs and the picture);
@@ -45,6 +46,8 @@ def commands(data_dir: str, out: Path, iters: int, torch_threads: int | None) ->
                        str(iters), "--out", str(out / "torch"), *threads],
         "slides' code": [py, str(HERE / "slides_mnist.py"), "--data-dir", data_dir, "--iters",
                          str(iters)],
+        "numpy lean": [py, str(HERE / "numpy_mnist.py"), "--data-dir", data_dir, "--iters",
+                        str(iters), "--out", str(out / "numpy")],
     }  # fmt: skip
     try:
         import torch  # noqa: F401
@@ -100,15 +103,14 @@ def main() -> int:
     print(f"\nwhole commands, {args.iters} iterations, median of {args.repeat} after {args.warmup} "
           f"warm-up round(s), bytecode cache on, load average {load_before:.2f} before, "
           f"{load_after:.2f} after:\n")  # fmt: skip
-    print("| command | median s | runs (s) | test acc | vs torch lean | vs slides' code |")
-    print("|---|---:|---|---:|---:|---:|")
+    print("| command | median s | runs (s) | test acc | vs torch lean | vs slides' code "
+          "| vs numpy lean |\n|---|---:|---|---:|---:|---:|---:|")  # fmt: skip
     for name, m in med.items():
-        slides = med.get("slides' code")
-        vs_t = f"{m / med['torch lean']:.2f}×" if "torch lean" in med else "–"
-        vs_s = f"{m / slides:.2f}×" if slides else "–"
+        ratios = [f"{m / med[base]:.2f}×" if base in med else "–"
+                  for base in ("torch lean", "slides' code", "numpy lean")]  # fmt: skip
         runs = ", ".join(f"{t:.2f}" for t in times[name])
         acc = f"{accs[name]:.4f}" if accs[name] is not None else "–"
-        print(f"| {name} | {m:.2f} | {runs} | {acc} | {vs_t} | {vs_s} |")
+        print(f"| {name} | {m:.2f} | {runs} | {acc} | {' | '.join(ratios)} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"times": times, "test_acc": accs, "load": [
             load_before, load_after], "iters": args.iters, "warmup": args.warmup,

@@ -1,8 +1,9 @@
-"""MNIST's four IDX files read with NumPy alone (the reference commands' loader).
+"""MNIST's four IDX files read with NumPy alone, and the curves drawn with matplotlib: the
+reference commands' loader and picture.
 
 What a script outside xpnet does: find the files (plain or .gz) in a folder and decode them; no
-checksums, no download. Used by slides_mnist.py and torch_mnist.py, so that a whole-command timing
-of those scripts carries no import of xpnet.
+checksums, no download. Used by slides_mnist.py, torch_mnist.py and numpy_mnist.py, so that a
+whole-command timing of those scripts carries no import of xpnet.
 """
 
 from __future__ import annotations
@@ -27,13 +28,38 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def path(folder, key: str) -> Path:
+    """The file of `key` (a key of FILES) in `folder`: plain, or else gzipped."""
+    plain = Path(folder) / FILES[key]
+    return plain if plain.exists() else plain.with_name(f"{plain.name}.gz")
+
+
 def load(folder) -> dict:
     """{x_train, t_train, x_test, t_test}: images flattened to float32 in [0, 1], int64 labels."""
-    folder = Path(folder)
     out = {}
-    for key, name in FILES.items():
-        path = folder / name if (folder / name).exists() else folder / f"{name}.gz"
-        a = read_idx(path)
+    for key in FILES:
+        a = read_idx(path(folder, key))
         out[key] = (a.reshape(len(a), -1).astype(np.float32) / 255.0 if key[0] == "x"
                     else a.astype(np.int64))  # fmt: skip
     return out
+
+
+def plot(history: list, path: Path) -> None:
+    """The loss and the accuracies of `history` (records with iteration, loss, train_acc and
+    test_acc) side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = [r["iteration"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(it, [r["loss"] for r in history], marker=".", label="training loss")
+    for key in ("train_acc", "test_acc"):
+        ax_acc.plot(it, [r[key] for r in history], marker=".", label=key)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -25,25 +25,6 @@ import torch
 import torch_lean as tl
 
 
-def plot(history, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    it = [r["iteration"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(it, [r["loss"] for r in history], marker=".", label="training loss")
-    for key in ("train_acc", "test_acc"):
-        ax_acc.plot(it, [r[key] for r in history], marker=".", label=key)
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
@@ -96,7 +77,7 @@ def main() -> int:
     log(iters)
     names = ["W1", "b1", "W2", "b2"]
     torch.save({k: p.detach() for k, p in zip(names, params, strict=True)}, out / "model.pt")
-    plot(history, out / "curves.png")
+    mnist_files.plot(history, out / "curves.png")
     print(f"done: test accuracy {history[-1]['test_acc']:.4f}; {time.perf_counter() - t0:.1f} s")
     return 0
 

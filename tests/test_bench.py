@@ -193,3 +193,34 @@ def test_bench_command_rotates_the_order_of_the_commands(monkeypatch, capsys):
     assert rounds == [["c.py", "a.py", "b.py"], ["a.py", "b.py", "c.py"],
                       ["b.py", "c.py", "a.py"], ["c.py", "a.py", "b.py"]]  # fmt: skip
     assert "| a | " in capsys.readouterr().out
+
+
+def test_bench_command_gives_each_command_against_every_reference(monkeypatch, capsys):
+    bench_command = _script("bench_command")
+    names = ["xpnet train.py", "torch lean", "slides' code", "numpy lean"]
+    seconds = iter([8.0, 16.0, 32.0, 10.0])  # one round, in this order (no warm-up)
+    clock = iter(t for s in seconds for t in (0.0, s))
+    monkeypatch.setattr(bench_command.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(bench_command, "commands", lambda *a: {n: ["python", n] for n in names})
+    monkeypatch.setattr(bench_command.subprocess, "run", lambda argv, **kwargs: (
+        subprocess.CompletedProcess(argv, 0, "test acc: 0.9700\n", "")))  # fmt: skip
+    argv = ["bench_command.py", "--data-dir", "/d", "--repeat", "1", "--warmup", "0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench_command.main() == 0
+    out = capsys.readouterr().out
+    assert "| vs torch lean | vs slides' code | vs numpy lean |" in out
+    assert "| xpnet train.py | 8.00 | 8.00 | 0.9700 | 0.50× | 0.25× | 0.80× |" in out
+    assert "| numpy lean | 10.00 | 10.00 | 0.9700 | 0.62× | 0.31× | 1.00× |" in out
+
+
+def test_bench_command_runs_the_lean_numpy_script_with_nothing_of_xpnet():
+    """numpy_mnist.py is a reference: it must not import xpnet (then it would time xpnet's
+    imports and could share its code)."""
+    source = (ROOT / "scripts" / "numpy_mnist.py").read_text()
+    assert "xpnet" not in "".join(
+        line for line in source.splitlines() if line.startswith(("import", "from"))
+    )
+    assert "numpy_mnist.py" in " ".join(
+        " ".join(argv)
+        for argv in _script("bench_command").commands("/d", Path("/o"), 5, None).values()
+    )

@@ -305,6 +305,35 @@ def test_the_default_run_on_mnist_prints_and_writes_the_same_overlapped(
     assert a[1] == b[1]
 
 
+def test_the_default_run_is_the_same_arithmetic_as_lean_numpy(tmp_path):
+    """scripts/numpy_mnist.py (bench_command's lean NumPy command: the slides' step in plain NumPy
+    calls, nothing of xpnet) and `xpnet train` write the same lines and weights, bit for bit: all
+    of xpnet's machinery (the fused step, the sampler, the evaluator beside the steps, the loss
+    meter) changes no number of the arithmetic it runs."""
+    from conftest import mnist_dir
+
+    data = mnist_dir()
+    if data is None:
+        pytest.skip("XPNET_DATA_DIR does not hold MNIST")
+    lean = subprocess.run([sys.executable, str(ROOT / "scripts" / "numpy_mnist.py"), "--data-dir",
+                           str(data), "--iters", "1200", "--out", str(tmp_path / "lean")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert lean.returncode == 0, lean.stderr
+    assert _mnist_default(tmp_path / "xpnet", 1200) == 0
+    lines = _lines(tmp_path / "xpnet")
+    assert [r["iteration"] for r in lines] == [0, 600, 1200]
+    assert [{k: r[k] for k in ("iteration", "loss", "train_acc", "test_acc")} for r in lines] == [
+        json.loads(s) for s in (tmp_path / "lean" / "metrics.jsonl").read_text().splitlines()
+    ]
+    xpnet_params = load_checkpoint(tmp_path / "xpnet" / "model.npz").params
+    with np.load(tmp_path / "lean" / "model.npz") as lean_params:
+        assert sorted(lean_params.files) == sorted(xpnet_params)
+        for key in lean_params.files:
+            a, b = np.asarray(xpnet_params[key]), lean_params[key]
+            assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+            assert np.array_equal(a.view(np.int32), b.view(np.int32)), key
+
+
 # -- b. the picture drawn by a helper process started with the run --------------------------------
 
 
