@@ -33,8 +33,10 @@ MANY_SKIPS = textwrap.dedent(
 
 
 def run_pytest(folder: Path, *options: str) -> str:
-    """pytest on `folder` with the suite's conftest as a plugin, as a plain run would load it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    """pytest on `folder` with the suite's conftest as a plugin, as a plain run would load it
+    (and no other: the installed plugins' start-up, hypothesis's 1.6 s here, is not under test)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", *options],
         cwd=folder, env=env, capture_output=True, text=True, timeout=120,
