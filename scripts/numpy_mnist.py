@@ -89,8 +89,9 @@ def main() -> int:
     t, tt = codes["t_train"].astype(np.int64), codes["t_test"].astype(np.int64)
     train_codes = codes["x_train"].reshape(60_000, -1)
     rng = np.random.default_rng(args.seed)
-    params = [a.astype(np.float32) for a in (rng.standard_normal((784, 50)) * 0.01, np.zeros(50),
-                                             rng.standard_normal((50, 10)) * 0.01, np.zeros(10))]  # fmt: skip
+    init = (rng.standard_normal((784, 50)) * 0.01, np.zeros(50),
+            rng.standard_normal((50, 10)) * 0.01, np.zeros(10))  # fmt: skip
+    params = [a.astype(np.float32) for a in init]  # W1, b1, W2, b2
     steps, iters, batch = len(x) // 100, args.iters, 100
     rows = np.arange(batch)
     blas_threads = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
