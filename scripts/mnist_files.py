@@ -9,6 +9,7 @@ whole-command timing of those scripts carries no import of xpnet.
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def path(folder, key: str) -> Path:
-    """The file of `key` (a key of FILES) in `folder`: plain, or else gzipped."""
+    """The file of `key` (a key of FILES) in `folder`: plain, or else gzipped; a missing file ends
+    the script with one line."""
     plain = Path(folder) / FILES[key]
-    return plain if plain.exists() else plain.with_name(f"{plain.name}.gz")
+    for candidate in (plain, plain.with_name(f"{plain.name}.gz")):
+        if candidate.is_file():
+            return candidate
+    sys.exit(f"error: {folder} holds no {plain.name} (nor {plain.name}.gz): --data-dir must be "
+             f"a folder with MNIST's four IDX files")  # fmt: skip
 
 
 def load(folder) -> dict:

@@ -80,9 +80,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     codes = {k: mnist_files.read_idx(mnist_files.path(args.data_dir, k)) for k in mnist_files.FILES}
+    out = Path(args.out)  # made once the data are read: a wrong --data-dir leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
     factor = np.float32(1 / 255)
     x = np.multiply(codes["x_train"].reshape(60_000, -1), factor, dtype=np.float32)
     xt = np.multiply(codes["x_test"].reshape(10_000, -1), factor, dtype=np.float32)

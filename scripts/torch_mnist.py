@@ -36,9 +36,9 @@ def main() -> int:
     t0 = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     d = mnist_files.load(args.data_dir)
+    out = Path(args.out)  # made once the data are read: a wrong --data-dir leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
     x, t = torch.from_numpy(d["x_train"]), torch.from_numpy(d["t_train"])
     xt, tt = torch.from_numpy(d["x_test"]), torch.from_numpy(d["t_test"])
     rng = np.random.default_rng(args.seed)

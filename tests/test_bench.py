@@ -224,3 +224,20 @@ def test_bench_command_runs_the_lean_numpy_script_with_nothing_of_xpnet():
         " ".join(argv)
         for argv in _script("bench_command").commands("/d", Path("/o"), 5, None).values()
     )
+
+
+@pytest.mark.parametrize("script", ["numpy_mnist", "torch_mnist", "slides_mnist"])
+def test_a_reference_command_with_a_wrong_data_dir_says_so_in_one_line(script, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "--data-dir",
+        str(tmp_path / "nothing"),
+        *(["--out", str(out)] if script != "slides_mnist" else []),
+    ]
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if script == "torch_mnist" and "No module named 'torch'" in done.stderr:
+        pytest.skip("torch is not installed")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: {tmp_path / 'nothing'} holds no train-images-idx3-ubyte")
+    assert not out.exists()
