@@ -9,6 +9,8 @@ whole-command timing of those scripts carries no import of xpnet.
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,3 +71,21 @@ def plot(history: list, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_metrics(records: list, path: Path) -> None:
+    """`records` as JSON lines in `path`, replaced whole (a Ctrl-C mid-write leaves the last
+    complete file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
+def run(main) -> None:
+    """Exit with `main()`'s status; Ctrl-C is one line and status 130, not a traceback."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("interrupted: the files written so far are complete", file=sys.stderr)
+        status = 130
+    sys.exit(status)

@@ -19,7 +19,6 @@ measures what xpnet's machinery costs or saves, not a different computation.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -113,7 +112,7 @@ def main() -> int:
         print(
             f"{label} {i:5d} / {iters} | loss {loss:.4f} | train acc: {train:.4f} test acc: {test:.4f}"
         )
-        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        mnist_files.write_metrics(history, out / "metrics.jsonl")
 
     log(0)
     order = None
@@ -137,4 +136,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    mnist_files.run(main)

@@ -12,7 +12,6 @@ best in eager mode (torch_lean.py: functional ops, autograd.grad, multi-tensor S
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -65,7 +64,7 @@ def main() -> int:
         print(
             f"{label} {i:5d} / {iters} | loss {loss:.4f} | train acc: {train:.4f} test acc: {test:.4f}"
         )
-        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        mnist_files.write_metrics(history, out / "metrics.jsonl")
 
     def after_step(i, loss):
         losses.append(loss.detach())
@@ -83,4 +82,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    mnist_files.run(main)

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,33 @@ def test_a_reference_command_with_a_wrong_data_dir_says_so_in_one_line(script, t
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"error: {tmp_path / 'nothing'} holds no train-images-idx3-ubyte")
     assert not out.exists()
+
+
+def test_ctrl_c_on_the_lean_numpy_command_is_one_line_and_keeps_whole_files(tmp_path):
+    from conftest import mnist_dir
+
+    if mnist_dir() is None:
+        pytest.skip("XPNET_DATA_DIR does not hold MNIST")
+    import signal
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "numpy_mnist.py"), "--data-dir", str(mnist_dir()),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("iter   600"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and stderr == (
+        "interrupted: the files written so far are complete\n"
+    ), stderr
+    # every line whole: the first, and the second if its write came before the signal
+    iterations = [
+        json.loads(s)["iteration"] for s in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert iterations in ([0], [0, 600])
