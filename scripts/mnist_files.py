@@ -8,6 +8,7 @@ whole-command timing of those scripts carries no import of xpnet.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import os
@@ -22,6 +23,18 @@ FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "t_test": "t10k-labels-idx1-ubyte",
 }
+
+
+def parser(doc: str, out: bool = True) -> argparse.ArgumentParser:
+    """The reference commands' options: --data-dir, --out (when `out`), --iters and --seed, with
+    the first paragraph of `doc` as the description."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    if out:
+        p.add_argument("--out", required=True)
+    p.add_argument("--iters", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    return p
 
 
 def read_idx(path: Path) -> np.ndarray:

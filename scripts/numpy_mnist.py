@@ -18,7 +18,6 @@ measures what xpnet's machinery costs or saves, not a different computation.
     python scripts/numpy_mnist.py --data-dir DIR --out DIR [--iters 10000]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -72,11 +71,7 @@ def step(params, x, t, rows, lr):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--iters", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p = mnist_files.parser(__doc__)
     args = p.parse_args()
     t0 = time.perf_counter()
     codes = {k: mnist_files.read_idx(mnist_files.path(args.data_dir, k)) for k in mnist_files.FILES}

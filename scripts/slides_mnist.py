@@ -5,7 +5,6 @@ printing the per-epoch line. The whole-command baseline of bench_command.py.
     python scripts/slides_mnist.py --data-dir DIR [--iters 10000] [--seed 0]
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,10 +15,7 @@ import slides_reference
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--iters", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p = mnist_files.parser(__doc__, out=False)
     args = p.parse_args()
     d = mnist_files.load(args.data_dir)
     test_acc, _ = slides_reference.train(d["x_train"], d["t_train"], d["x_test"], d["t_test"],

@@ -11,7 +11,6 @@ best in eager mode (torch_lean.py: functional ops, autograd.grad, multi-tensor S
     python scripts/torch_mnist.py --data-dir DIR --out DIR [--threads N]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,7 @@ import torch_lean as tl
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--iters", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p = mnist_files.parser(__doc__)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = p.parse_args()
     t0 = time.perf_counter()
